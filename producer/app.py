@@ -1,0 +1,118 @@
+"""The ``app`` process of the Procfile: DEV_START_COMMAND behind the boot gate.
+
+It starts the app only once the poller says the boot PRE_DEPLOY succeeded, keeps the
+container up when the app exits (so it can be debugged), and starts it again when the
+next commit is deployed (or restarts it on every deploy with DEV_RESTART_ON_DEPLOY)::
+
+    AppSupervisor(settings).run()
+
+The gate is a question, not a flag: at start the supervisor clears its event list and
+asks the poller (``gate`` on the poller's command list); only the live poller answers,
+so a gate left open by an earlier boot can never start the app early.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from typing import Any
+
+import redis
+
+from producer.settings import Settings
+from workers.contract import wake_poller
+from workers.process_tree import kill_run
+
+APP_RUN_ID = "app"
+
+
+def say(message: str) -> None:
+    print(f"[APP] {message}", flush=True)
+
+
+class Stop(Exception):
+    pass
+
+
+class AppSupervisor:
+    """Runs DEV_START_COMMAND in the app folder once the gate opens."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None):
+        self.settings = settings
+        self.keys = settings.keys
+        self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
+        self.command = settings.DEV_START_COMMAND
+        self.process: subprocess.Popen[bytes] | None = None
+        self.run_id = f"{APP_RUN_ID}-{self.keys.deployment}-{self.keys.instance}"
+        self.grace = float(settings.KILL_GRACE)
+
+    def start_app(self, commit: str) -> None:
+        cwd = self.settings.app_dir
+        say(f"Starting DEV_START_COMMAND for commit {commit[:7]} in {cwd}: {self.command}")
+        env = {**os.environ, "DEPLOY_COMMIT_SHA": commit, "HOTRELOAD_RUN_ID": self.run_id}
+        self.process = subprocess.Popen(
+            ["bash", "-c", self.command or ""], cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+        )
+
+    def stop_app(self) -> None:
+        if self.process is None:
+            return
+        kill_run(self.run_id, pgid=self.process.pid, grace=self.grace)
+        self.process.wait()
+        self.process = None
+
+    def check_exit(self) -> None:
+        if self.process is not None and (code := self.process.poll()) is not None:
+            say(
+                f"DEV_START_COMMAND exited with code {code}; the container stays up. "
+                "The app starts again when the next commit is deployed."
+            )
+            self.process = None
+
+    def handle(self, event: str) -> None:
+        verb, _, commit = event.partition(" ")
+        if verb not in ("start", "deployed"):
+            return
+        if self.process is not None and verb == "deployed" and self.settings.DEV_RESTART_ON_DEPLOY:
+            say(f"Restarting the app for commit {commit[:7]} (DEV_RESTART_ON_DEPLOY)")
+            self.stop_app()
+        if self.process is None:
+            self.start_app(commit)
+
+    def run(self) -> int:
+        def stop(signum: int, frame: Any) -> None:
+            raise Stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            if not self.command:
+                say(
+                    "No DEV_START_COMMAND set: set it to the command that starts your app "
+                    "(e.g. 'npm run dev'). Staying up so jobs keep running."
+                )
+            self.loop()
+        except Stop:
+            pass
+        finally:
+            self.stop_app()
+        return 0
+
+    def loop(self) -> None:
+        asked = False
+        while True:
+            try:
+                if not asked:
+                    self.connection.delete(self.keys.app_events)
+                    wake_poller(self.connection, self.keys, "gate")
+                    asked = True
+                item = self.connection.blpop([self.keys.app_events], timeout=1)
+                self.check_exit()
+                if item is not None and self.command:
+                    self.handle(item[1].decode())
+            except redis.RedisError:
+                # Keep the app running through a Redis outage; ask the gate again when it is back.
+                time.sleep(1)
+                self.check_exit()

@@ -1,0 +1,175 @@
+"""The ``hotreload`` command: the Procfile's processes and the user's tools.
+
+    hotreload poller | worker | app | redis     # what the Procfile runs
+    hotreload demo                             # a local example app and the whole stack
+
+Bad configuration exits with code 2 and one line per problem; heavy modules are imported
+only by the sub-command that needs them, so each process stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from producer.settings import Settings
+
+EXIT_CONFIG = 2
+
+
+def load() -> Settings:
+    from producer.settings import ConfigError, load_settings
+
+    try:
+        return load_settings()
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(f"hotreload: configuration error: {problem}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
+
+
+def redis_label(url: str) -> str:
+    """The Redis URL without a password, for log lines."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or parts.path
+    return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}"
+
+
+def wait_for_redis(settings: Settings) -> None:
+    import redis
+
+    connection = redis.Redis.from_url(settings.redis_url_effective)
+    delay, announced = 0.1, False
+    while True:
+        try:
+            connection.ping()
+            return
+        except redis.RedisError:
+            if not announced:
+                print(f"[INFO] Waiting for Redis at {redis_label(settings.redis_url_effective)}", flush=True)
+                announced = True
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+def cmd_poller(args: argparse.Namespace) -> int:
+    settings = load()
+    server = None
+    if settings.ENABLE_DEV_HEALTH:
+        # First, before anything slow: the platform probes health from the first second.
+        from producer.http_server import HotreloadHTTPServer
+
+        state = {"state": "starting"}
+        server = HotreloadHTTPServer(settings.DEV_HEALTH_PORT, lambda: dict(state))
+        server.start()
+    if not settings.GITHUB_REPO_URL:
+        print(
+            "[INFO] No GITHUB_REPO_URL set: set it to your app's git repository "
+            "(and DEV_START_COMMAND to start the app). Staying up; nothing to sync.",
+            flush=True,
+        )
+        _pause()
+        return 0
+    wait_for_redis(settings)
+    from producer.poller import Poller
+
+    poller = Poller(settings)
+    if server is not None:
+        server._server.state = poller.health
+    return poller.run()
+
+
+def _pause() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    while True:
+        signal.pause()
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    settings = load()
+    wait_for_redis(settings)
+    from workers.worker import run_worker
+
+    run_worker(
+        settings.redis_url_effective,
+        settings.keys,
+        settings.secret_values(),
+        max_output_lines=settings.JOB_OUTPUT_MAX_LINES,
+        kill_grace=float(settings.KILL_GRACE),
+        log_level="DEBUG" if settings.LOG_LEVEL.lower() == "debug" else "WARNING",
+    )
+    return 0
+
+
+def cmd_app(args: argparse.Namespace) -> int:
+    settings = load()
+    wait_for_redis(settings)
+    from producer.app import AppSupervisor
+
+    return AppSupervisor(settings).run()
+
+
+def cmd_redis(args: argparse.Namespace) -> int:
+    settings = load()
+    if not settings.embedded_redis:
+        # honcho stops every process when one exits, so this one idles instead.
+        os.execvp("sleep", ["sleep", "infinity"])
+    server = shutil.which("redis-server")
+    if server is None:
+        print("hotreload: redis-server not found: install it (apt-get install redis-server) or set REDIS_URL")
+        return 1
+    port = str(settings.HOTRELOAD_REDIS_PORT)
+    os.execv(
+        server,
+        [server, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+    )
+    return 1  # not reached
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from producer.demo import run_demo
+
+    return run_demo(args)
+
+
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
+    "poller": (cmd_poller, "follow the branch and enqueue deploy jobs (Procfile)"),
+    "worker": (cmd_worker, "run the deploy jobs of this instance (Procfile)"),
+    "app": (cmd_app, "start DEV_START_COMMAND once the boot PRE_DEPLOY succeeded (Procfile)"),
+    "redis": (cmd_redis, "run the private redis-server when REDIS_URL is unset (Procfile)"),
+    "demo": (cmd_demo, "create a local example app repository and run the whole stack on it"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hotreload", description="Deploy runner for dev and test branches.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == "demo":
+            p.add_argument("--dir", default=None, help="where to create the demo (default: a new temp folder)")
+            p.add_argument("--interval", default="2", help="GITHUB_SYNC_INTERVAL for the demo (default 2)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler, _ = COMMANDS[args.command]
+    try:
+        return handler(args)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""One git checkout kept in sync with one branch of a remote, with GitPython.
+
+The token never touches disk or argv: git asks a credential helper given through
+``GIT_CONFIG_COUNT``/``KEY``/``VALUE`` environment variables, and the helper reads the
+token from the environment of that git process only::
+
+    repo = GitCheckout("https://github.com/user/app", Path("/workspaces/app"), branch="main", token=tok)
+    repo.ensure_cloned()
+    head = repo.remote_head()      # git ls-remote: cheap, no objects transferred
+    if head != repo.fetched:
+        repo.fetch()
+    repo.checkout(head)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import git
+
+TOKEN_ENV = "HOTRELOAD_GIT_TOKEN"
+# A credential helper that answers `get` with the token from its own environment; it
+# ignores `store`/`erase`, so nothing is ever written down.
+CREDENTIAL_HELPER = (
+    '!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$' + TOKEN_ENV + '"; }; f'
+)
+
+
+class GitSyncError(Exception):
+    """A git operation failed; the message is safe to log (secrets masked)."""
+
+
+def git_environment(token: str | None) -> dict[str, str]:
+    """Environment for every git process: never prompt, and authenticate with the token if any."""
+    env = {
+        "GIT_TERMINAL_PROMPT": "0",
+        "GIT_ASKPASS": "/bin/false",
+        "SSH_ASKPASS": "/bin/false",
+        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        "LC_ALL": "C",
+    }
+    if token:
+        # An empty helper first resets any helper from system config (a `store` helper would save it).
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "2",
+                "GIT_CONFIG_KEY_0": "credential.helper",
+                "GIT_CONFIG_VALUE_0": "",
+                "GIT_CONFIG_KEY_1": "credential.helper",
+                "GIT_CONFIG_VALUE_1": CREDENTIAL_HELPER,
+                TOKEN_ENV: token,
+            }
+        )
+    return env
+
+
+class GitCheckout:
+    """A working tree at ``path`` that follows ``branch`` of ``url``."""
+
+    def __init__(self, url: str, path: Path, branch: str | None, token: str | None, secrets: list[str]):
+        self.url = url
+        self.path = path
+        self.branch = branch
+        self.env = git_environment(token)
+        self.secrets = [s for s in secrets if s]
+        self.fetched: str | None = None
+        self._repo: git.Repo | None = None
+
+    # -- helpers ----------------------------------------------------------------
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _error(self, action: str, exc: Exception) -> GitSyncError:
+        if isinstance(exc, git.GitCommandError):
+            stderr = (exc.stderr or "").strip().replace("stderr: ", "").strip("'\" \n")
+            detail = " ".join(line.strip() for line in stderr.splitlines() if line.strip()) or str(exc.status)
+        else:
+            detail = str(exc)
+        return GitSyncError(self._mask(f"git {action} failed: {detail}"))
+
+    @property
+    def repo(self) -> git.Repo:
+        if self._repo is None:
+            self._repo = git.Repo(self.path)
+            # Every command GitPython runs for this repo gets our environment.
+            self._repo.git.update_environment(**self.env)
+        return self._repo
+
+    def _git(self, *args: str) -> str:
+        return str(self.repo.git.execute(["git", *args], env={**os.environ, **self.env}))
+
+    # -- operations -------------------------------------------------------------
+    def is_cloned(self) -> bool:
+        return (self.path / ".git").exists()
+
+    def ensure_cloned(self) -> str:
+        """Clone if needed (or reuse a checkout of the same remote); return the branch followed."""
+        if self.is_cloned():
+            try:
+                current = self.repo.remotes.origin.url
+            except (AttributeError, ValueError, git.GitError):
+                current = None
+            if current != self.url:
+                raise GitSyncError(
+                    f"{self.path} already holds a clone of another repository; "
+                    "empty it or choose another WORKSPACE_PATH"
+                )
+        else:
+            if self.path.exists() and any(self.path.iterdir()):
+                raise GitSyncError(f"{self.path} exists and is not empty; empty it or choose another WORKSPACE_PATH")
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_name(self.path.name + ".cloning")
+            shutil.rmtree(tmp, ignore_errors=True)
+            args = ["clone", "--no-tags", "--quiet"]
+            if self.branch:
+                args += ["--branch", self.branch]
+            try:
+                git.Git().execute(["git", *args, "--", self.url, str(tmp)], env={**os.environ, **self.env})
+            except git.GitCommandError as exc:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise self._error("clone", exc) from None
+            # A clone lands whole or not at all: a half clone never looks like a workspace.
+            if self.path.exists():
+                self.path.rmdir()
+            tmp.rename(self.path)
+            self._repo = None
+        if not self.branch:
+            try:
+                self.branch = self.repo.active_branch.name
+            except TypeError:
+                raise GitSyncError("the remote has no default branch; set GITHUB_BRANCH") from None
+        self.fetched = self.local_ref()
+        return self.branch
+
+    def local_ref(self) -> str | None:
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", f"refs/remotes/origin/{self.branch}").strip()
+        except git.GitCommandError:
+            return None
+
+    def remote_head(self) -> str:
+        """The commit the branch points at on the remote, without fetching objects."""
+        try:
+            out = self._git("ls-remote", "--heads", "origin", f"refs/heads/{self.branch}")
+        except git.GitCommandError as exc:
+            raise self._error("ls-remote", exc) from None
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if ref == f"refs/heads/{self.branch}":
+                return sha
+        raise GitSyncError(f"branch {self.branch} not found on the remote")
+
+    def fetch(self) -> str:
+        """Fetch the branch (force-pushes included) and return the commit it points at."""
+        refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
+        try:
+            self._git("fetch", "--quiet", "--no-tags", "origin", refspec)
+        except git.GitCommandError as exc:
+            raise self._error("fetch", exc) from None
+        sha = self.local_ref()
+        if not sha:
+            raise GitSyncError(f"branch {self.branch} not found after fetch")
+        self.fetched = sha
+        return sha
+
+    def head(self) -> str | None:
+        try:
+            return self._git("rev-parse", "--verify", "--quiet", "HEAD").strip() or None
+        except git.GitCommandError:
+            return None
+
+    def checkout(self, commit: str) -> None:
+        """Put the working tree at ``commit`` on the local branch; untracked files stay."""
+        if self.head() == commit:
+            return
+        try:
+            self._git("checkout", "--quiet", "--force", "-B", str(self.branch), commit)
+        except git.GitCommandError as exc:
+            raise self._error(f"checkout {commit[:7]}", exc) from None

@@ -1,0 +1,352 @@
+"""The poller: clones, runs the boot PRE_DEPLOY, then follows the branch and enqueues deploys.
+
+Every cycle it asks the remote for the branch head (``git ls-remote``: cheap), fetches only
+when the head moved, and decides per commit, from the state in Redis::
+
+    new commit, nothing running   -> check it out, enqueue PRE_DEPLOY (+ POST_DEPLOY after it)
+    PRE_DEPLOY failed              -> workspace back to the processed commit; retry with back-off
+    commit already processed       -> nothing ("Repository commit unchanged. Skipping deploy jobs.")
+
+It waits between cycles on a Redis list, so a webhook, ``hotreload sync`` or the end of a
+job wakes it at once instead of at the end of the interval::
+
+    Poller(settings).run()   # returns 1 when the boot PRE_DEPLOY failed
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import redis
+from rq.job import Job, JobStatus
+
+from producer.deploy_queue import DeployQueue
+from producer.git_sync import GitCheckout, GitSyncError
+from producer.settings import Settings
+from workers.commit_tracker import CommitTracker
+from workers.contract import JobKind, JobSpec
+
+BOOT_FAILED = "ERROR: Initial PRE_DEPLOY job failed. Container cannot start."
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def backoff(base: float, failures: int, cap: float) -> float:
+    return float(min(cap, base * (2 ** max(0, failures - 1))))
+
+
+class Stop(Exception):
+    """SIGTERM/SIGINT: leave the loop."""
+
+
+class Poller:
+    """Follows one branch for one instance and enqueues its deploy jobs."""
+
+    def __init__(self, settings: Settings, connection: redis.Redis | None = None):
+        self.settings = settings
+        self.keys = settings.keys
+        self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
+        self.tracker = CommitTracker(self.connection, self.keys)
+        self.queue = DeployQueue(self.connection, self.keys)
+        self.secrets = settings.secret_values()
+        self.interval = float(settings.GITHUB_SYNC_INTERVAL)
+        self.checkout = GitCheckout(
+            settings.GITHUB_REPO_URL or "",
+            Path(settings.WORKSPACE_PATH),
+            settings.GITHUB_BRANCH,
+            settings.token,
+            self.secrets,
+        )
+        self.job_checkouts: dict[JobKind, GitCheckout] = {}
+        for kind in JobKind:
+            job = settings.job(kind)
+            if job.enabled and job.repo_url:
+                path = Path(str(settings.WORKSPACE_PATH) + ".jobs") / kind.slug
+                self.job_checkouts[kind] = GitCheckout(job.repo_url, path, None, settings.token, self.secrets)
+        self.state = "starting"
+        self.booted = False
+        self.boot_number = 0
+        self.sync_failures = 0
+        self.next_sync = 0.0
+        self.retry_at: float | None = None
+        self.last_error: str | None = None
+        self.unchanged_logged: str | None = None
+        self.redis_down_since: float | None = None
+
+    # -- status ---------------------------------------------------------------------
+    def health(self) -> dict[str, Any]:
+        return {"state": self.state, "booted": self.booted}
+
+    def set_state(self, state: str, **fields: Any) -> None:
+        self.state = state
+        try:
+            self.connection.hset(
+                self.keys.status,
+                mapping={
+                    "state": state,
+                    "branch": self.checkout.branch or "",
+                    "sync_failures": self.sync_failures,
+                    "next_retry": self.retry_at or "",
+                    "updated_at": time.time(),
+                    **{k: "" if v is None else v for k, v in fields.items()},
+                },
+            )
+        except redis.RedisError:
+            pass  # the status is a view; the outage is logged by the loop
+
+    # -- git ---------------------------------------------------------------------------
+    def clone_with_retry(self) -> None:
+        failures = 0
+        while True:
+            try:
+                branch = self.checkout.ensure_cloned()
+                for job_checkout in self.job_checkouts.values():
+                    job_checkout.ensure_cloned()
+                say(f"[INFO] Repository ready in {self.checkout.path}, branch {branch}")
+                return
+            except GitSyncError as exc:
+                failures += 1
+                delay = backoff(2.0, failures, 60.0)
+                say(f"[ERROR] Clone failed (attempt {failures}): {exc}; retrying in {delay:.0f}s")
+                self.set_state("cloning", last_error=str(exc))
+                self._sleep(delay)
+
+    def update_job_checkouts(self) -> None:
+        for kind, job_checkout in self.job_checkouts.items():
+            try:
+                job_checkout.checkout(job_checkout.fetch())
+            except GitSyncError as exc:
+                say(f"[WARN] Could not update the {kind.value} job repository: {exc}; using the copy on disk")
+
+    # -- specs -------------------------------------------------------------------------
+    def spec(self, kind: JobKind, commit: str, previous: str | None, attempt: int) -> JobSpec | None:
+        job = self.settings.job(kind)
+        if not job.enabled or not job.command:
+            return None
+        if kind in self.job_checkouts:
+            base = self.job_checkouts[kind].path
+        else:
+            base = self.settings.app_dir
+        cwd = base / job.folder if job.folder else base
+        return JobSpec(
+            kind=kind,
+            command=job.command,
+            cwd=str(cwd),
+            timeout=job.timeout,
+            commit=commit,
+            previous=previous,
+            branch=self.checkout.branch or "",
+            workspace=str(self.checkout.path),
+            deployment=self.keys.deployment,
+            instance=self.keys.instance,
+            attempt=attempt,
+            boot=self.boot_number,
+        )
+
+    def start_deploy(self, commit: str, attempt: int) -> Job | None:
+        """Check out ``commit`` and enqueue its jobs; returns the PRE_DEPLOY job (None if none)."""
+        previous = self.tracker.processed()
+        self.checkout.checkout(commit)
+        self.update_job_checkouts()
+        self.tracker.set_head(self.checkout.fetched or commit)
+        pre = self.spec(JobKind.PRE, commit, previous, attempt)
+        post = self.spec(JobKind.POST, commit, previous, attempt)
+        if pre is None:
+            # Nothing strict to run: the commit is deployed as soon as it is checked out.
+            self.tracker.mark_processed(commit)
+            self.connection.rpush(self.keys.app_events, f"deployed {commit}")
+            say(f"[INFO] Commit {commit[:7]} deployed (no PRE_DEPLOY_COMMAND configured)")
+        else:
+            say(f"[INFO] Deploying commit {commit[:7]}: PRE_DEPLOY queued (attempt {attempt})")
+        pre_job, _ = self.queue.enqueue_deploy(pre, post)
+        self.set_state("pre_deploy" if pre else "post_deploy", checked_out=commit, processed=previous or "")
+        return pre_job
+
+    # -- boot --------------------------------------------------------------------------
+    def boot(self) -> bool:
+        self.set_state("cloning")
+        self.boot_number = int(self.connection.incr(self.keys.boots))
+        dropped = self.queue.purge_leftovers()
+        if dropped:
+            say(f"[INFO] Dropped {dropped} job(s) queued by an earlier boot")
+        self.clone_with_retry()
+        commit = self.checkout.fetch()
+        self.tracker.set_head(commit)
+        record = self.tracker.commit_record(commit)
+        if self.tracker.processed() == commit or record.get("pre_deploy_outcome") == "succeeded":
+            say(f"[INFO] Commit {commit[:7]} already deployed (PRE_DEPLOY succeeded before); starting the app")
+            self.checkout.checkout(commit)
+            self.tracker.mark_processed(commit)
+            self.open_gate()
+            return True
+        retry = self.tracker.retry_state()
+        attempt = retry.attempts + 1 if retry and retry.commit == commit else 1
+        pre_job = self.start_deploy(commit, attempt)
+        if pre_job is None:
+            self.open_gate()
+            return True
+        say(f"[INFO] Running the initial PRE_DEPLOY for commit {commit[:7]} before the app starts")
+        status = self.wait_for(pre_job)
+        if status == JobStatus.FINISHED and self.tracker.processed() == commit:
+            self.open_gate()
+            return True
+        say(BOOT_FAILED)
+        self.set_state("failed", last_error="initial PRE_DEPLOY failed")
+        return False
+
+    def wait_for(self, job: Job) -> JobStatus | None:
+        while True:
+            status = job.get_status(refresh=True)
+            if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+                return status
+            self.connection.blpop([self.keys.commands], timeout=0.5)
+
+    def open_gate(self) -> None:
+        self.booted = True
+        processed = self.tracker.processed() or ""
+        self.connection.rpush(self.keys.app_events, f"start {processed}")
+        self.connection.expire(self.keys.app_events, 3600)
+        self.set_state("running", processed=processed, checked_out=self.checkout.head() or "")
+
+    # -- the loop ----------------------------------------------------------------------
+    def sync_remote(self) -> None:
+        try:
+            head = self.checkout.remote_head()
+            if head != self.checkout.fetched:
+                self.checkout.fetch()
+                say(f"[INFO] New commit detected on {self.checkout.branch}: {self.checkout.fetched}")
+            if self.sync_failures:
+                say(f"[INFO] Remote reachable again after {self.sync_failures} failed sync(s)")
+            self.sync_failures = 0
+            self.last_error = None
+            self.next_sync = time.monotonic() + self.interval
+        except GitSyncError as exc:
+            self.sync_failures += 1
+            delay = backoff(self.interval, self.sync_failures, max(self.interval, 60.0))
+            if str(exc) != self.last_error or self.sync_failures % 10 == 1:
+                say(f"[ERROR] Sync failed ({self.sync_failures} in a row): {exc}; next try in {delay:.0f}s")
+            self.last_error = str(exc)
+            self.next_sync = time.monotonic() + delay
+            self.set_state(self.state, last_error=str(exc))
+
+    def decide(self) -> None:
+        target = self.checkout.fetched
+        if not target:
+            return
+        if self.tracker.head() != target:
+            self.tracker.set_head(target)
+        if self.queue.busy():
+            return  # one job at a time: the deploy of target waits for the running one
+        processed = self.tracker.processed()
+        if target == processed:
+            self.retry_at = None
+            self.restore(processed)
+            if self.unchanged_logged != target:
+                say(f"[INFO] Repository commit unchanged. Skipping deploy jobs. (commit {target[:7]})")
+                self.unchanged_logged = target
+            if self.state != "running":
+                self.set_state("running", processed=processed, checked_out=processed)
+            return
+        self.unchanged_logged = None
+        retry = self.tracker.retry_state()
+        attempt = 1
+        if retry and retry.commit == target:
+            due = retry.next_at(self.interval, float(self.settings.RETRY_BACKOFF_MAX))
+            if time.time() < due:
+                self.restore(processed)
+                if self.retry_at != due:
+                    say(
+                        f"[INFO] PRE_DEPLOY of commit {target[:7]} failed {retry.attempts} time(s); "
+                        f"next retry in {due - time.time():.0f}s"
+                    )
+                self.retry_at = due
+                self.set_state("failed", processed=processed or "", last_error=retry.reason)
+                return
+            attempt = retry.attempts + 1
+        self.retry_at = None
+        self.start_deploy(target, attempt)
+
+    def restore(self, processed: str | None) -> None:
+        """Outside a deploy the workspace is at the processed commit (after a failed PRE_DEPLOY too)."""
+        if processed and self.checkout.head() != processed:
+            self.checkout.checkout(processed)
+            say(f"[INFO] Workspace back at the processed commit {processed[:7]}")
+
+    def answer(self, command: str) -> bool:
+        """Handle a command from the list; True when it asks for a remote check now."""
+        if command == "gate" and self.booted:
+            self.connection.rpush(self.keys.app_events, f"start {self.tracker.processed() or ''}")
+        return command == "sync"
+
+    def cycle(self, check_remote: bool) -> None:
+        if check_remote:
+            self.sync_remote()
+        self.decide()
+
+    def wait(self) -> bool:
+        """Block until the next sync is due, a command arrives or a retry is due."""
+        until = self.next_sync
+        if self.retry_at is not None:
+            until = min(until, time.monotonic() + max(0.0, self.retry_at - time.time()))
+        timeout = max(0.01, until - time.monotonic())
+        item = self.connection.blpop([self.keys.commands], timeout=timeout)
+        if item is None:
+            return time.monotonic() >= self.next_sync
+        check_remote = self.answer(item[1].decode())
+        # Merge a burst of commands (pushes, job ends) into one cycle.
+        while (extra := self.connection.lpop(self.keys.commands)) is not None:
+            check_remote = self.answer(extra.decode()) or check_remote
+        return check_remote or time.monotonic() >= self.next_sync
+
+    def loop(self) -> None:
+        check_remote = True
+        while True:
+            try:
+                self.cycle(check_remote)
+                check_remote = self.wait()
+                if self.redis_down_since is not None:
+                    say(f"[INFO] Redis reachable again after {time.time() - self.redis_down_since:.0f}s")
+                    self.redis_down_since = None
+            except redis.RedisError as exc:
+                if self.redis_down_since is None:
+                    self.redis_down_since = time.time()
+                    say(f"[ERROR] Redis unreachable ({type(exc).__name__}); retrying with back-off")
+                self._sleep(min(5.0, max(0.5, time.time() - self.redis_down_since)))
+                check_remote = True
+            except GitSyncError as exc:
+                say(f"[ERROR] {exc}")
+                self._sleep(min(self.interval, 5.0))
+                check_remote = True
+            except Stop:
+                raise
+            except Exception as exc:  # noqa: BLE001 - nothing may kill the loop (template defect 3)
+                say(f"[ERROR] Sync cycle failed: {type(exc).__name__}: {self._mask(str(exc))}; continuing")
+                self._sleep(min(self.interval, 5.0))
+                check_remote = True
+
+    def _mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def run(self) -> int:
+        def stop(signum: int, frame: Any) -> None:
+            raise Stop()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        try:
+            if not self.boot():
+                return 1
+            self.loop()
+        except Stop:
+            say("[INFO] Poller stopping")
+        return 0

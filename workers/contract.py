@@ -1,0 +1,189 @@
+"""The job contract shared by the poller (which enqueues) and the workers (which execute).
+
+A ``JobSpec`` says everything a worker needs to run one deploy job; ``DeployKeys``
+names every Redis key and RQ queue of one instance of one deployment, so both sides
+speak one vocabulary::
+
+    keys = DeployKeys(deployment="a1b2c3", instance="web-1")
+    spec = JobSpec(kind=JobKind.PRE, command="bash migrate.sh", cwd="/workspaces/app",
+                   timeout=300, commit="1a2b3c...", previous=None, branch="main",
+                   workspace="/workspaces/app", deployment="a1b2c3", instance="web-1")
+    queue_name = keys.queue(spec.kind)
+
+Nothing secret is ever part of a ``JobSpec``: jobs inherit the container
+environment from the worker process, so tokens never travel through Redis.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+class JobKind(enum.StrEnum):
+    """The three deploy job kinds; the value is the environment-variable prefix."""
+
+    PRE = "PRE_DEPLOY"
+    POST = "POST_DEPLOY"
+    FAILED = "FAILED_DEPLOY"
+
+    @property
+    def tag(self) -> str:
+        """The log prefix of the guide: ``[PRE-DEPLOY]``."""
+        return "[" + self.value.replace("_", "-") + "]"
+
+    @property
+    def slug(self) -> str:
+        return self.name.lower()
+
+
+class Outcome(enum.StrEnum):
+    """How one run of a job ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    INTERRUPTED = "interrupted"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """One deploy job to run: which command, where, for which commit, within how long."""
+
+    kind: JobKind
+    command: str
+    cwd: str
+    timeout: int
+    commit: str
+    previous: str | None
+    branch: str
+    workspace: str
+    deployment: str
+    instance: str
+    attempt: int = 1
+    boot: int = 0
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def short(self) -> str:
+        return self.commit[:7]
+
+    def description(self) -> str:
+        """What a person sees in rq-dashboard: ``PRE_DEPLOY 1a2b3c4 bash migrate.sh``."""
+        return f"{self.kind.value} {self.short} {self.command}"
+
+    def job_env(self) -> dict[str, str]:
+        """The ``DEPLOY_*`` variables every job gets on top of the container environment."""
+        env = {
+            "DEPLOY_COMMIT_SHA": self.commit,
+            "DEPLOY_PREVIOUS_SHA": self.previous or "",
+            "DEPLOY_BRANCH": self.branch,
+            "DEPLOY_JOB": self.kind.value,
+            "DEPLOY_ATTEMPT": str(self.attempt),
+            "DEPLOY_INSTANCE": self.instance,
+        }
+        env.update(self.extra_env)
+        return env
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        values = dict(data)
+        values["kind"] = JobKind(values["kind"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class DeployKeys:
+    """Redis key and queue names of one instance of one deployment.
+
+    Per deployment (shared by replicas): per-commit outcomes, the lease, the run history.
+    Per instance (one workspace, one worker): queues, processed commit, retry state.
+    """
+
+    deployment: str
+    instance: str
+
+    @property
+    def prefix(self) -> str:
+        return f"hotreload:{self.deployment}"
+
+    @property
+    def instance_prefix(self) -> str:
+        return f"{self.prefix}:instance:{self.instance}"
+
+    def queue(self, kind: JobKind) -> str:
+        return f"hotreload:{self.deployment}:{self.instance}:{kind.slug}"
+
+    def queues(self) -> list[str]:
+        """In priority order: a waiting PRE_DEPLOY goes before a waiting POST_DEPLOY."""
+        return [self.queue(JobKind.PRE), self.queue(JobKind.FAILED), self.queue(JobKind.POST)]
+
+    @property
+    def processed(self) -> str:
+        """The last commit whose PRE_DEPLOY succeeded on this instance."""
+        return f"{self.instance_prefix}:processed"
+
+    @property
+    def head(self) -> str:
+        """The newest commit the poller has seen on the branch (a POST for another one is superseded)."""
+        return f"{self.instance_prefix}:head"
+
+    @property
+    def retry(self) -> str:
+        """Hash: commit, attempts, next_at, last_error of the failing commit."""
+        return f"{self.instance_prefix}:retry"
+
+    @property
+    def status(self) -> str:
+        """Hash the poller keeps for /status and ``hotreload status``."""
+        return f"{self.instance_prefix}:status"
+
+    @property
+    def commands(self) -> str:
+        """List the poller blocks on: ``sync`` (webhook, CLI), ``wake`` (a job ended), ``gate`` (the app asks)."""
+        return f"{self.instance_prefix}:commands"
+
+    @property
+    def app_events(self) -> str:
+        """List the app supervisor blocks on: ``start <sha>`` once a commit is deployed."""
+        return f"{self.instance_prefix}:app"
+
+    @property
+    def boots(self) -> str:
+        """Counter of poller boots: part of every job id, so a restart never collides with an old job."""
+        return f"{self.instance_prefix}:boots"
+
+    def dedup(self, spec: JobSpec) -> str:
+        return f"{self.instance_prefix}:enqueued:{spec.commit}:{spec.kind.slug}:b{spec.boot}a{spec.attempt}"
+
+    @property
+    def runs(self) -> str:
+        """Sorted set of run (RQ job) ids by start time, newest last: the deploy history."""
+        return f"{self.prefix}:runs"
+
+    def last_run(self, kind: JobKind) -> str:
+        """Hash with the last run of a kind on this instance: commit, outcome, exit code, start, duration."""
+        return f"{self.instance_prefix}:last:{kind.slug}"
+
+    def commit_record(self, commit: str) -> str:
+        """Hash per commit shared by all replicas: who ran which job and how it ended."""
+        return f"{self.prefix}:commit:{commit}"
+
+    def lease(self, kind: JobKind, commit: str) -> str:
+        return f"{self.prefix}:lease:{commit}:{kind.slug}"
+
+    def job_id(self, spec: JobSpec) -> str:
+        return f"{self.deployment}-{self.instance}-{spec.commit[:12]}-{spec.kind.slug}-b{spec.boot}a{spec.attempt}"
+
+
+def wake_poller(connection: Any, keys: DeployKeys, command: str = "wake") -> None:
+    """Tell the poller to look again now instead of at the end of its interval."""
+    connection.rpush(keys.commands, command)
+    connection.expire(keys.commands, 3600)

@@ -1,0 +1,192 @@
+"""The function RQ workers execute for every deploy job.
+
+The poller enqueues ``run_deploy_job(spec.to_dict())``; in the work horse it checks the job
+still makes sense (not stale, not superseded), runs the command with ``run_shell``, keeps
+the outcome and output with the RQ job (``job.meta``) and in the run history, and raises
+``JobFailed`` when the command did not succeed so RQ and the policy callbacks see a failure::
+
+    queue.enqueue(run_deploy_job, spec.to_dict(), on_success=..., on_failure=...)
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import Any
+
+from rq import get_current_job
+
+from workers.commit_tracker import CommitTracker
+from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.runner import install_interrupt_handler, run_shell
+
+# Set by the worker entry point from the settings; inherited by each forked work horse.
+SECRETS: list[str] = []
+MAX_OUTPUT_LINES = 1000
+KILL_GRACE = 3.0
+META_SAVE_INTERVAL = 0.5
+PR_SET_PDEATHSIG = 1
+
+
+class JobFailed(Exception):
+    """The job's command failed, timed out or was interrupted: RQ records the job as failed."""
+
+
+def configure(secrets: list[str], max_output_lines: int, kill_grace: float) -> None:
+    """Called once by the worker process before it forks work horses."""
+    global MAX_OUTPUT_LINES, KILL_GRACE
+    SECRETS[:] = [s for s in secrets if s]
+    MAX_OUTPUT_LINES = max_output_lines
+    KILL_GRACE = kill_grace
+
+
+def _die_with_parent() -> None:
+    """If the worker dies (even by SIGKILL), the horse gets SIGTERM and takes its job's tree down."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def workspace_head(workspace: str) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", workspace, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def skip_reason(spec: JobSpec, tracker: CommitTracker) -> str | None:
+    """Why this job must not run now, or None. Checked when the job starts, not when it was enqueued."""
+    if spec.kind is JobKind.POST:
+        head = tracker.head()
+        if head and head != spec.commit:
+            return f"superseded by commit {head[:7]}"
+        if tracker.processed() != spec.commit:
+            return "its commit's PRE_DEPLOY did not succeed"
+    if spec.kind is JobKind.PRE:
+        at = workspace_head(spec.workspace)
+        if at != spec.commit:
+            return f"stale: the workspace is at {(at or 'nothing')[:7]}, not {spec.short}"
+    return None
+
+
+def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
+    spec = JobSpec.from_dict(spec_data)
+    job = get_current_job()
+    assert job is not None, "run_deploy_job runs inside an RQ work horse"
+    tracker = CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance))
+    tag = spec.kind.tag
+    started_at = time.time()
+
+    reason = skip_reason(spec, tracker)
+    if reason:
+        print(f"{tag} Skipping job for commit {spec.short}: {reason}", flush=True)
+        summary = _summary(spec, Outcome.SKIPPED, None, started_at, 0.0, reason=reason)
+        job.meta.update(summary)
+        job.save_meta()
+        tracker.record_run(spec.kind, job.id, summary)
+        return summary
+
+    _die_with_parent()
+    install_interrupt_handler()
+    print(
+        f"{tag} Starting job for commit {spec.short} (attempt {spec.attempt}): {spec.command} "
+        f"[in {spec.cwd}, timeout {spec.timeout}s]",
+        flush=True,
+    )
+    job.meta.update(_summary(spec, Outcome.INTERRUPTED, None, started_at, 0.0, reason="running"))
+    job.meta["outcome"] = "running"
+    job.meta["output"] = []
+    job.save_meta()
+
+    lines: list[str] = []
+    last_save = [time.monotonic()]
+    lock = threading.Lock()
+
+    def keep_line(line: str) -> None:
+        # Live output for `hotreload logs` and the dashboard, throttled to a save per interval.
+        with lock:
+            lines.append(line)
+            del lines[:-MAX_OUTPUT_LINES]
+            if time.monotonic() - last_save[0] >= META_SAVE_INTERVAL:
+                last_save[0] = time.monotonic()
+                job.meta["output"] = list(lines)
+                job.save_meta()
+
+    if not os.path.isdir(spec.cwd):
+        result_outcome, exit_code, output, duration = Outcome.FAILED, None, [], 0.0
+        reason = f"folder {spec.cwd} does not exist in commit {spec.short}"
+        print(f"{tag} ERROR: {reason}", flush=True)
+    else:
+        env = {**os.environ, **spec.job_env()}
+        result = run_shell(
+            spec.command,
+            cwd=spec.cwd,
+            env=env,
+            timeout=spec.timeout,
+            run_id=job.id,
+            prefix=tag,
+            secrets=SECRETS,
+            on_line=keep_line,
+            grace=KILL_GRACE,
+            max_lines=MAX_OUTPUT_LINES,
+        )
+        result_outcome, exit_code, output, duration = (
+            result.outcome,
+            result.exit_code,
+            result.output,
+            result.duration,
+        )
+        reason = _reason(result_outcome, exit_code, spec.timeout)
+
+    summary = _summary(spec, result_outcome, exit_code, started_at, duration, reason=reason)
+    with lock:
+        job.meta.update(summary)
+        job.meta["output"] = output
+        job.save_meta()
+    tracker.record_run(spec.kind, job.id, summary)
+    if result_outcome is not Outcome.SUCCEEDED:
+        raise JobFailed(f"{spec.kind.value} for commit {spec.short} {reason}")
+    print(f"{tag} ✓ Job succeeded for commit {spec.short} in {duration:.2f}s", flush=True)
+    return summary
+
+
+def _reason(outcome: Outcome, exit_code: int | None, timeout: int) -> str:
+    if outcome is Outcome.TIMED_OUT:
+        return f"timed out after {timeout}s"
+    if outcome is Outcome.INTERRUPTED:
+        return "was interrupted (stop requested)"
+    if outcome is Outcome.FAILED:
+        return f"failed with exit code {exit_code}"
+    return "succeeded"
+
+
+def _summary(
+    spec: JobSpec,
+    outcome: Outcome,
+    exit_code: int | None,
+    started_at: float,
+    duration: float,
+    reason: str,
+) -> dict[str, Any]:
+    return {
+        "kind": spec.kind.value,
+        "commit": spec.commit,
+        "previous": spec.previous,
+        "instance": spec.instance,
+        "attempt": spec.attempt,
+        "command": spec.command,
+        "outcome": outcome.value,
+        "exit_code": exit_code,
+        "started_at": started_at,
+        "duration": round(duration, 4),
+        "reason": reason,
+    }

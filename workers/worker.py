@@ -1,0 +1,128 @@
+"""The RQ worker of one instance: runs its deploy jobs one at a time, and never loses one.
+
+One worker per instance listens to the instance's queues in priority order (PRE_DEPLOY,
+FAILED_DEPLOY, POST_DEPLOY). Being the only consumer, it is also the guide's "one job at
+a time" lock, and a lock that cannot go stale: there is nothing to release. On top of
+``rq.Worker`` it adds what a deploy runner needs::
+
+    run_worker("redis://127.0.0.1:6379/0", keys, secrets=["..."])
+
+- a stop request (SIGTERM from honcho, Ctrl-C) interrupts the running job at once instead
+  of waiting for it: the work horse kills the job's process tree and records the run as
+  interrupted;
+- a work horse killed by a signal (the OOM killer) gets its leftover processes killed and
+  its failure recorded through the job's policy, which RQ does not do for such a horse;
+- jobs left "started" by a worker that died are failed through their policy at start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from redis import Redis
+from rq import Queue, Worker
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+
+from workers import job as job_module
+from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.policies import policy_for
+from workers.process_tree import kill_run
+
+log = logging.getLogger("hotreload.worker")
+
+
+class DeployWorker(Worker):
+    """An ``rq.Worker`` whose stop requests interrupt the running deploy job."""
+
+    def request_stop(self, signum: int, frame: Any) -> None:
+        if self.horse_pid:
+            print("[INFO] Stop requested: interrupting the running job", flush=True)
+            self.kill_horse(signal.SIGTERM)
+        super().request_stop(signum, frame)
+
+    def request_force_stop(self, signum: int, frame: Any) -> None:
+        # A second signal: give the horse its grace to take its tree down, then go.
+        if self.horse_pid:
+            self.kill_horse(signal.SIGTERM)
+        super().request_force_stop(signum, frame)
+
+    def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
+        super().handle_work_horse_killed(job, retpid, ret_val, rusage)
+        signum = os.WTERMSIG(ret_val) if ret_val and os.WIFSIGNALED(ret_val) else None
+        killed = kill_run(job.id, grace=job_module.KILL_GRACE)
+        why = f"the process running the job was killed by signal {signum}" if signum else (
+            f"the process running the job exited unexpectedly (status {ret_val})"
+        )
+        if signum == signal.SIGKILL:
+            why += " (out of memory, or killed by hand)"
+        print(f"[ERROR] {why}; {killed} leftover job process(es) stopped [job {job.id}]", flush=True)
+        _record_lost(job, Outcome.FAILED, why)
+        policy_for(JobKind(job.meta.get("kind") or JobSpec.from_dict(job.args[0]).kind)).on_failure(
+            job, job.connection, RuntimeError, RuntimeError(why), None
+        )
+
+
+def _record_lost(job: Job, outcome: Outcome, reason: str) -> None:
+    spec = JobSpec.from_dict(job.args[0])
+    started = float(job.meta.get("started_at") or time.time())
+    job.meta.update(
+        {
+            "kind": spec.kind.value,
+            "commit": spec.commit,
+            "instance": spec.instance,
+            "outcome": outcome.value,
+            "exit_code": None,
+            "reason": reason,
+            "started_at": started,
+            "duration": round(time.time() - started, 4),
+        }
+    )
+    job.save_meta()
+    from workers.commit_tracker import CommitTracker
+
+    summary = {k: job.meta.get(k) for k in ("kind", "commit", "instance", "outcome", "exit_code", "reason")}
+    summary.update(started_at=started, duration=job.meta["duration"], attempt=spec.attempt, command=spec.command)
+    CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance)).record_run(spec.kind, job.id, summary)
+
+
+def recover_orphans(connection: Redis, keys: DeployKeys) -> int:
+    """Fail, through their policies, the jobs a dead worker of this instance left started."""
+    recovered = 0
+    for name in keys.queues():
+        registry = StartedJobRegistry(name, connection=connection)
+        for job_id in registry.get_job_ids(cleanup=False):
+            kill_run(job_id, grace=job_module.KILL_GRACE)
+            try:
+                job = Job.fetch(job_id, connection=connection)
+            except Exception:  # noqa: BLE001 - the job hash expired: nothing to record
+                continue
+            reason = "interrupted: the worker running it stopped before it finished"
+            print(f"[WARN] Recovering job {job_id} left running by a stopped worker: {reason}", flush=True)
+            _record_lost(job, Outcome.INTERRUPTED, reason)
+            recovered += 1
+        # RQ's own clean-up moves them to the failed registry and runs their failure callbacks.
+        registry.cleanup(timestamp=time.time() + 10**9)
+    return recovered
+
+
+def run_worker(
+    redis_url: str,
+    keys: DeployKeys,
+    secrets: list[str],
+    max_output_lines: int = 1000,
+    kill_grace: float = 3.0,
+    log_level: str = "WARNING",
+) -> None:
+    """Entry point of the ``worker`` process of the Procfile."""
+    job_module.configure(secrets, max_output_lines, kill_grace)
+    connection = Redis.from_url(redis_url)
+    queues = [Queue(name, connection=connection) for name in keys.queues()]
+    recover_orphans(connection, keys)
+    worker = DeployWorker(queues, connection=connection, name=f"{keys.deployment}.{keys.instance}.{os.getpid()}")
+    print(f"[INFO] Worker {worker.name} listening on {', '.join(q.name for q in queues)}", flush=True)
+    worker.work(logging_level=log_level, with_scheduler=False, max_idle_time=None)
