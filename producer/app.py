@@ -53,7 +53,11 @@ class AppSupervisor:
         say(f"Starting DEV_START_COMMAND for commit {commit[:7]} in {cwd}: {self.command}")
         env = {**os.environ, "DEPLOY_COMMIT_SHA": commit, "HOTRELOAD_RUN_ID": self.run_id}
         self.process = subprocess.Popen(
-            ["bash", "-c", self.command or ""], cwd=cwd, env=env, stdin=subprocess.DEVNULL, start_new_session=True
+            ["bash", "-c", self.command or ""],
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
 
     def stop_app(self) -> None:
@@ -111,7 +115,7 @@ class AppSupervisor:
                 item = self.connection.blpop([self.keys.app_events], timeout=1)
                 self.check_exit()
                 if item is not None and self.command:
-                    self.handle(item[1].decode())
+                    self.handle(item[1].decode() if isinstance(item[1], bytes) else str(item[1]))
             except redis.RedisError:
                 # Keep the app running through a Redis outage; ask the gate again when it is back.
                 time.sleep(1)

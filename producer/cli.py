@@ -131,7 +131,19 @@ def cmd_redis(args: argparse.Namespace) -> int:
     port = str(settings.HOTRELOAD_REDIS_PORT)
     os.execv(
         server,
-        [server, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--loglevel", "warning"],
+        [
+            server,
+            "--port",
+            port,
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
     )
     return 1  # not reached
 
@@ -157,7 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (_, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
         if name == "demo":
-            p.add_argument("--dir", default=None, help="where to create the demo (default: a new temp folder)")
+            p.add_argument(
+                "--dir", default=None, help="where to create the demo (default: a new temp folder)"
+            )
             p.add_argument("--interval", default="2", help="GITHUB_SYNC_INTERVAL for the demo (default 2)")
     return parser
 

@@ -82,7 +82,17 @@ def create_demo_repository(root: Path) -> tuple[Path, Path]:
     (work / "scripts" / "post-deploy" / "seed.sh").write_text(SEED)
     git("checkout", "--quiet", "-B", "main", cwd=work)
     git("add", ".", cwd=work)
-    git("-c", "user.name=demo", "-c", "user.email=demo@example.com", "commit", "--quiet", "-m", "Demo app", cwd=work)
+    git(
+        "-c",
+        "user.name=demo",
+        "-c",
+        "user.email=demo@example.com",
+        "commit",
+        "--quiet",
+        "-m",
+        "Demo app",
+        cwd=work,
+    )
     git("push", "--quiet", "origin", "main", cwd=work)
     return remote, work
 
@@ -140,8 +150,8 @@ def run_demo(args: argparse.Namespace) -> int:
 hotreload demo in {root}
   remote (bare repository): {remote}
   your clone to push from:  {work}
-  the app:                  http://127.0.0.1:{env['APP_PORT']}/
-  health:                   http://127.0.0.1:{env['DEV_HEALTH_PORT']}/dev_health
+  the app:                  http://127.0.0.1:{env["APP_PORT"]}/
+  health:                   http://127.0.0.1:{env["DEV_HEALTH_PORT"]}/dev_health
 
 Push a commit and watch [PRE-DEPLOY] and [POST-DEPLOY] run for it within {args.interval}s:
   cd {work} && touch migrations/002_more.sql && git add . && \\

@@ -60,9 +60,7 @@ class DeployQueue:
 
     def enqueue(self, spec: JobSpec, depends_on: Job | None = None) -> Job | None:
         """Enqueue one job unless this (commit, kind, attempt) was enqueued already."""
-        if not self.connection.set(
-            self.keys.dedup(spec), "1", nx=True, ex=RESULT_TTL
-        ):
+        if not self.connection.set(self.keys.dedup(spec), "1", nx=True, ex=RESULT_TTL):
             return None
         policy = policy_for(spec.kind)
         return self.queues[spec.kind].enqueue(

@@ -111,7 +111,9 @@ class GitCheckout:
                 )
         else:
             if self.path.exists() and any(self.path.iterdir()):
-                raise GitSyncError(f"{self.path} exists and is not empty; empty it or choose another WORKSPACE_PATH")
+                raise GitSyncError(
+                    f"{self.path} exists and is not empty; empty it or choose another WORKSPACE_PATH"
+                )
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".cloning")
             shutil.rmtree(tmp, ignore_errors=True)

@@ -15,6 +15,7 @@ job wakes it at once instead of at the end of the interval::
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
 from pathlib import Path
@@ -30,6 +31,10 @@ from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind, JobSpec
 
 BOOT_FAILED = "ERROR: Initial PRE_DEPLOY job failed. Container cannot start."
+
+
+def _text(value: object) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def say(message: str) -> None:
@@ -84,7 +89,7 @@ class Poller:
 
     def set_state(self, state: str, **fields: Any) -> None:
         self.state = state
-        try:
+        with contextlib.suppress(redis.RedisError):  # the status is a view; the loop logs outages
             self.connection.hset(
                 self.keys.status,
                 mapping={
@@ -96,8 +101,6 @@ class Poller:
                     **{k: "" if v is None else v for k, v in fields.items()},
                 },
             )
-        except redis.RedisError:
-            pass  # the status is a view; the outage is logged by the loop
 
     # -- git ---------------------------------------------------------------------------
     def clone_with_retry(self) -> None:
@@ -128,10 +131,7 @@ class Poller:
         job = self.settings.job(kind)
         if not job.enabled or not job.command:
             return None
-        if kind in self.job_checkouts:
-            base = self.job_checkouts[kind].path
-        else:
-            base = self.settings.app_dir
+        base = self.job_checkouts[kind].path if kind in self.job_checkouts else self.settings.app_dir
         cwd = base / job.folder if job.folder else base
         return JobSpec(
             kind=kind,
@@ -179,7 +179,9 @@ class Poller:
         self.tracker.set_head(commit)
         record = self.tracker.commit_record(commit)
         if self.tracker.processed() == commit or record.get("pre_deploy_outcome") == "succeeded":
-            say(f"[INFO] Commit {commit[:7]} already deployed (PRE_DEPLOY succeeded before); starting the app")
+            say(
+                f"[INFO] Commit {commit[:7]} already deployed (PRE_DEPLOY succeeded before); starting the app"
+            )
             self.checkout.checkout(commit)
             self.tracker.mark_processed(commit)
             self.open_gate()
@@ -297,10 +299,10 @@ class Poller:
         item = self.connection.blpop([self.keys.commands], timeout=timeout)
         if item is None:
             return time.monotonic() >= self.next_sync
-        check_remote = self.answer(item[1].decode())
+        check_remote = self.answer(_text(item[1]))
         # Merge a burst of commands (pushes, job ends) into one cycle.
         while (extra := self.connection.lpop(self.keys.commands)) is not None:
-            check_remote = self.answer(extra.decode()) or check_remote
+            check_remote = self.answer(_text(extra)) or check_remote
         return check_remote or time.monotonic() >= self.next_sync
 
     def loop(self) -> None:

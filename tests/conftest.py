@@ -1,9 +1,9 @@
 """Real parts for tests: a redis-server on a free port, local bare git remotes, the Procfile under honcho.
 
-    def test_x(redis_url, remote, stack_factory):
-        remote.commit({"scripts/pre.sh": "echo hi"})
-        stack = stack_factory(remote, PRE_DEPLOY_COMMAND="bash scripts/pre.sh")
-        stack.wait_for_log("[PRE-DEPLOY] hi")
+def test_x(redis_url, remote, stack_factory):
+    remote.commit({"scripts/pre.sh": "echo hi"})
+    stack = stack_factory(remote, PRE_DEPLOY_COMMAND="bash scripts/pre.sh")
+    stack.wait_for_log("[PRE-DEPLOY] hi")
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = ""
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; fail with ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -61,8 +63,21 @@ class RedisServer:
         assert server, "redis-server is required (bin/test installs it)"
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.process = subprocess.Popen(
-            [server, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--loglevel", "warning"],
+            [
+                server,
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.workdir),
+                "--loglevel",
+                "warning",
+            ],
             stdout=subprocess.DEVNULL,
         )
         client = redis.Redis.from_url(self.url)
@@ -99,8 +114,13 @@ def redis_url(redis_server: RedisServer) -> str:
 
 
 def run_git(*args: str, cwd: Path) -> str:
-    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
-           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.com",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.com",
+    }
     out = subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env=env)
     return out.stdout.strip()
 
@@ -136,7 +156,11 @@ class GitRemote:
         return sha
 
     def push(self, force: bool = False) -> None:
-        args = ["push", "--quiet"] + (["--force"] if force else []) + ["origin", f"HEAD:refs/heads/{self.branch}"]
+        args = (
+            ["push", "--quiet"]
+            + (["--force"] if force else [])
+            + ["origin", f"HEAD:refs/heads/{self.branch}"]
+        )
         run_git(*args, cwd=self.work)
 
 
@@ -171,8 +195,14 @@ class Stack:
 
     def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> str:
         def seen() -> bool:
-            if self.process is not None and self.process.poll() is not None and self.log().count(text) < count:
-                raise AssertionError(f"stack exited ({self.process.returncode}) before {text!r}:\n{self.log()[-4000:]}")
+            if (
+                self.process is not None
+                and self.process.poll() is not None
+                and self.log().count(text) < count
+            ):
+                raise AssertionError(
+                    f"stack exited ({self.process.returncode}) before {text!r}:\n{self.log()[-4000:]}"
+                )
             return self.log().count(text) >= count
 
         try:
@@ -204,9 +234,14 @@ class Stack:
             self._log.close()
 
 
-def stack_env(remote: GitRemote | None, workspace: Path, redis_url: str | None, **overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("GITHUB_", "PRE_DEPLOY", "POST_DEPLOY", "FAILED_DEPLOY", "DEV_", "REDIS_URL"))}
+def stack_env(
+    remote: GitRemote | None, workspace: Path, redis_url: str | None, **overrides: str
+) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("GITHUB_", "PRE_DEPLOY", "POST_DEPLOY", "FAILED_DEPLOY", "DEV_", "REDIS_URL"))
+    }
     env.update(
         {
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",

@@ -112,7 +112,10 @@ class CommitTracker:
     # -- run history ------------------------------------------------------------
     def record_run(self, kind: JobKind, run_id: str, summary: dict[str, Any]) -> None:
         """Keep the run in the history and as the last run of its kind on this instance."""
-        flat = {k: ("" if v is None else json.dumps(v) if isinstance(v, dict | list) else v) for k, v in summary.items()}
+        flat = {
+            k: ("" if v is None else json.dumps(v) if isinstance(v, dict | list) else v)
+            for k, v in summary.items()
+        }
         with self.connection.pipeline() as pipe:
             pipe.delete(self.keys.last_run(kind))
             pipe.hset(self.keys.last_run(kind), mapping={"run_id": run_id, **flat})

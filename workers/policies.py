@@ -19,7 +19,7 @@ from rq.callbacks import Callback
 from rq.job import Job
 
 from workers.commit_tracker import CommitTracker
-from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
+from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
 
 CALLBACK_TIMEOUT = 30
 
@@ -44,7 +44,6 @@ def strict_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwarg
         connection.rpush(tracker.keys.app_events, f"deployed {spec.commit}")
         connection.expire(tracker.keys.app_events, 3600)
         print(f"[INFO] Commit {spec.short} deployed: PRE_DEPLOY succeeded", flush=True)
-    wake_poller(connection, tracker.keys)
 
 
 def strict_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> None:
@@ -59,7 +58,6 @@ def strict_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> N
         f"commit not processed, the app stays on {kept[:7] if kept else 'no commit'}; will retry",
         flush=True,
     )
-    wake_poller(connection, tracker.keys)
 
 
 def lenient_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwargs: Any) -> None:
@@ -67,14 +65,14 @@ def lenient_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwar
     outcome = _outcome(job, result)
     if outcome != Outcome.SKIPPED.value:
         tracker.record_commit_outcome(spec.commit, spec.kind, outcome, job.id)
-    wake_poller(connection, tracker.keys)
 
 
 def lenient_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> None:
     spec, tracker = _context(job)
     tracker.record_commit_outcome(spec.commit, spec.kind, str(job.meta.get("outcome") or "failed"), job.id)
-    print(f"[WARN] {spec.kind.value} job failed (lenient mode - continuing) [commit {spec.short}]", flush=True)
-    wake_poller(connection, tracker.keys)
+    print(
+        f"[WARN] {spec.kind.value} job failed (lenient mode - continuing) [commit {spec.short}]", flush=True
+    )
 
 
 def _cancel_dependents(job: Job) -> None:

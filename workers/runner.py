@@ -162,7 +162,9 @@ class _Output:
         self.eof = False
 
     def write(self, text: str) -> None:
-        self.stream.write(f"{self.prefix} {text}\n" if self.prefix else f"{text}\n")
+        # Scripts that follow the guide already print "[PRE-DEPLOY] ...": don't say it twice.
+        prefixed = not self.prefix or text.startswith(self.prefix)
+        self.stream.write(f"{text}\n" if prefixed else f"{self.prefix} {text}\n")
         self.stream.flush()
 
     def line(self, raw: str) -> None:

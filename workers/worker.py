@@ -29,7 +29,8 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 
 from workers import job as job_module
-from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.commit_tracker import CommitTracker
+from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.policies import policy_for
 from workers.process_tree import kill_run
 
@@ -51,12 +52,29 @@ class DeployWorker(Worker):
             self.kill_horse(signal.SIGTERM)
         super().request_force_stop(signum, frame)
 
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        # A failed command is an expected outcome, already logged with its reason; a
+        # traceback of our own job function would only bury it.
+        if len(exc_info) > 1 and isinstance(exc_info[1], job_module.JobFailed):
+            return
+        super().handle_exception(job, *exc_info)
+
+    def handle_job_success(self, job: Job, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_success(job, *args, **kwargs)
+        _wake(job)
+
+    def handle_job_failure(self, job: Job, *args: Any, **kwargs: Any) -> None:
+        super().handle_job_failure(job, *args, **kwargs)
+        _wake(job)
+
     def handle_work_horse_killed(self, job: Job, retpid: int, ret_val: int, rusage: Any) -> None:
         super().handle_work_horse_killed(job, retpid, ret_val, rusage)
         signum = os.WTERMSIG(ret_val) if ret_val and os.WIFSIGNALED(ret_val) else None
         killed = kill_run(job.id, grace=job_module.KILL_GRACE)
-        why = f"the process running the job was killed by signal {signum}" if signum else (
-            f"the process running the job exited unexpectedly (status {ret_val})"
+        why = (
+            f"the process running the job was killed by signal {signum}"
+            if signum
+            else (f"the process running the job exited unexpectedly (status {ret_val})")
         )
         if signum == signal.SIGKILL:
             why += " (out of memory, or killed by hand)"
@@ -65,6 +83,15 @@ class DeployWorker(Worker):
         policy_for(JobKind(job.meta.get("kind") or JobSpec.from_dict(job.args[0]).kind)).on_failure(
             job, job.connection, RuntimeError, RuntimeError(why), None
         )
+
+
+def _wake(job: Job) -> None:
+    """Once RQ's registries say the job is over, the poller can decide the next step at once."""
+    try:
+        spec = JobSpec.from_dict(job.args[0])
+        wake_poller(job.connection, DeployKeys(spec.deployment, spec.instance))
+    except Exception:  # noqa: BLE001 - the poller also looks at its interval
+        log.debug("could not wake the poller for %s", job.id)
 
 
 def _record_lost(job: Job, outcome: Outcome, reason: str) -> None:
@@ -83,11 +110,13 @@ def _record_lost(job: Job, outcome: Outcome, reason: str) -> None:
         }
     )
     job.save_meta()
-    from workers.commit_tracker import CommitTracker
-
     summary = {k: job.meta.get(k) for k in ("kind", "commit", "instance", "outcome", "exit_code", "reason")}
-    summary.update(started_at=started, duration=job.meta["duration"], attempt=spec.attempt, command=spec.command)
-    CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance)).record_run(spec.kind, job.id, summary)
+    summary.update(
+        started_at=started, duration=job.meta["duration"], attempt=spec.attempt, command=spec.command
+    )
+    CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance)).record_run(
+        spec.kind, job.id, summary
+    )
 
 
 def recover_orphans(connection: Redis, keys: DeployKeys) -> int:
@@ -123,6 +152,8 @@ def run_worker(
     connection = Redis.from_url(redis_url)
     queues = [Queue(name, connection=connection) for name in keys.queues()]
     recover_orphans(connection, keys)
-    worker = DeployWorker(queues, connection=connection, name=f"{keys.deployment}.{keys.instance}.{os.getpid()}")
+    worker = DeployWorker(
+        queues, connection=connection, name=f"{keys.deployment}.{keys.instance}.{os.getpid()}"
+    )
     print(f"[INFO] Worker {worker.name} listening on {', '.join(q.name for q in queues)}", flush=True)
     worker.work(logging_level=log_level, with_scheduler=False, max_idle_time=None)

@@ -53,7 +53,9 @@ def test_boot_runs_pre_deploy_before_the_app_then_post_deploy(tmp_path, remote: 
     pre, app = kinds_for(tmp_path, "pre", sha)[0], kinds_for(tmp_path, "app")[0]
     assert float(pre[0]) < float(app[0]), "the app started before PRE_DEPLOY"
     assert app[2] == sha, "the app does not run the deployed commit"
-    assert pre[3:] == ["main", "PRE_DEPLOY"], "DEPLOY_PREVIOUS_SHA is empty at first boot, branch and job are set"
+    assert pre[3:] == ["main", "PRE_DEPLOY"], (
+        "DEPLOY_PREVIOUS_SHA is empty at first boot, branch and job are set"
+    )
     log = stack.log()
     assert f"[PRE-DEPLOY] [PRE-DEPLOY] migrating {sha}" in log or f"[PRE-DEPLOY] migrating {sha}" in log
     assert "[POST-DEPLOY] seeded" in log
@@ -92,11 +94,15 @@ def test_new_commit_runs_jobs_once_and_idle_syncs_run_none(tmp_path, remote, sta
     assert "Repository commit unchanged. Skipping deploy jobs." in stack.log()
 
 
-def test_failed_pre_deploy_is_retried_with_backoff_and_the_workspace_rolls_back(tmp_path, remote, stack_factory):
+def test_failed_pre_deploy_is_retried_with_backoff_and_the_workspace_rolls_back(
+    tmp_path, remote, stack_factory
+):
     good = remote.commit(JOBS)
     stack = stack_factory(remote, **job_env(tmp_path))
     wait_until(lambda: kinds_for(tmp_path, "post", good), 60, what="boot deploy")
-    bad = remote.commit({"scripts/pre-deploy/migrate.sh": 'echo "$(date +%s.%N) pre-fail" >> "$MARKS"; exit 1\n'})
+    bad = remote.commit(
+        {"scripts/pre-deploy/migrate.sh": 'echo "$(date +%s.%N) pre-fail" >> "$MARKS"; exit 1\n'}
+    )
     wait_until(lambda: len([m for m in marks(tmp_path) if m[1] == "pre-fail"]) >= 3, 40, what="three retries")
     fails = [float(m[0]) for m in marks(tmp_path) if m[1] == "pre-fail"]
     gaps = [b - a for a, b in zip(fails, fails[1:], strict=False)]
@@ -107,7 +113,9 @@ def test_failed_pre_deploy_is_retried_with_backoff_and_the_workspace_rolls_back(
     workspace = Path(stack.env["WORKSPACE_PATH"])
     from tests.conftest import run_git
 
-    wait_until(lambda: run_git("rev-parse", "HEAD", cwd=workspace) == good, 10, what="rollback to the good commit")
+    wait_until(
+        lambda: run_git("rev-parse", "HEAD", cwd=workspace) == good, 10, what="rollback to the good commit"
+    )
     # A fix is deployed at once, without waiting for the back-off of the broken commit.
     fixed = remote.commit(JOBS)
     wait_until(lambda: kinds_for(tmp_path, "post", fixed), 30, what="the fixed commit to deploy")

@@ -1,0 +1,54 @@
+"""Pure logic of the job contract and the retry back-off."""
+
+from __future__ import annotations
+
+from workers.commit_tracker import RetryState
+from workers.contract import DeployKeys, JobKind, JobSpec
+
+
+def spec(**overrides: object) -> JobSpec:
+    values: dict[str, object] = dict(
+        kind=JobKind.PRE,
+        command="bash migrate.sh",
+        cwd="/w/app",
+        timeout=300,
+        commit="a" * 40,
+        previous="b" * 40,
+        branch="main",
+        workspace="/w/app",
+        deployment="dep",
+        instance="web-1",
+    )
+    values.update(overrides)
+    return JobSpec(**values)  # type: ignore[arg-type]
+
+
+def test_spec_round_trips_through_a_plain_dict() -> None:
+    original = spec(attempt=3, boot=7)
+    assert JobSpec.from_dict(original.to_dict()) == original
+    assert original.to_dict()["kind"] == "PRE_DEPLOY"
+
+
+def test_description_and_tag_are_what_a_person_reads() -> None:
+    assert spec().description() == "PRE_DEPLOY aaaaaaa bash migrate.sh"
+    assert JobKind.POST.tag == "[POST-DEPLOY]"
+
+
+def test_job_env_has_the_deploy_variables() -> None:
+    env = spec(previous=None).job_env()
+    assert env["DEPLOY_COMMIT_SHA"] == "a" * 40
+    assert env["DEPLOY_PREVIOUS_SHA"] == ""
+    assert env["DEPLOY_BRANCH"] == "main"
+    assert env["DEPLOY_JOB"] == "PRE_DEPLOY"
+
+
+def test_job_ids_differ_per_boot_and_attempt() -> None:
+    keys = DeployKeys("dep", "web-1")
+    ids = {keys.job_id(spec(boot=b, attempt=a)) for b in (1, 2) for a in (1, 2)}
+    assert len(ids) == 4
+    assert keys.queues()[0].endswith(":pre")
+
+
+def test_retry_backoff_doubles_and_is_capped() -> None:
+    delays = [RetryState("c", n, 100.0, "x").next_at(2.0, 30.0) - 100.0 for n in (1, 2, 3, 4, 5, 6)]
+    assert delays == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
