@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workers.contract import DeployKeys, JobKind
+from workers.run_stats import add_run
 
 RUN_HISTORY = 500  # runs kept in the history sorted set
 
@@ -26,6 +27,13 @@ def _text(value: Any) -> str | None:
     if value is None:
         return None
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _duration(summary: dict[str, Any]) -> float | None:
+    try:
+        return float(summary["duration"])
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)
@@ -121,6 +129,7 @@ class CommitTracker:
             pipe.hset(self.keys.last_run(kind), mapping={"run_id": run_id, **flat})
             pipe.zadd(self.keys.runs, {run_id: float(summary.get("started_at") or time.time())})
             pipe.zremrangebyrank(self.keys.runs, 0, -RUN_HISTORY - 1)
+            add_run(pipe, self.keys, kind, str(summary.get("outcome") or ""), _duration(summary))
             pipe.execute()
 
     def last_run(self, kind: JobKind) -> dict[str, str] | None:

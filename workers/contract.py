@@ -146,6 +146,11 @@ class DeployKeys:
         return f"{self.instance_prefix}:status"
 
     @property
+    def stats(self) -> str:
+        """Hash of running totals of this instance's job runs (``workers.run_stats``), read by /metrics."""
+        return f"{self.instance_prefix}:stats"
+
+    @property
     def commands(self) -> str:
         """List the poller blocks on: ``sync`` (webhook, CLI), ``wake`` (a job ended), ``gate`` (the app asks)."""
         return f"{self.instance_prefix}:commands"
