@@ -1,0 +1,284 @@
+"""What every fault case needs: job scripts that leave evidence, the stack's processes, Redis state.
+
+The job scripts append one line per event to ``$MARKS`` (``<time> <event> <commit> <attempt> <pid>``)
+and obey fault switches, files in ``$FAULTS`` that a test creates and removes while the
+stack runs (``pre-hang``: the next PRE_DEPLOY writes its pid to ``pre.pid`` and hangs, once)::
+
+    remote.commit(JOB_FILES)
+    stack = stack_factory(remote, **job_env(tmp_path))
+    marks = Marks(tmp_path)
+    wait_until(lambda: marks.ended("pre", sha), 30)
+    assert deploy_state(stack).processed == sha
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+import redis
+
+from tests.conftest import ROOT, Stack, run_git, wait_until
+
+DEPLOYMENT = "faults"
+INSTANCE = "test"
+PREFIX = f"hotreload:{DEPLOYMENT}"
+INSTANCE_PREFIX = f"{PREFIX}:instance:{INSTANCE}"
+
+_MARK = 'echo "$(date +%s.%N) {event} $DEPLOY_COMMIT_SHA $DEPLOY_ATTEMPT $$" >> "$MARKS"\n'
+
+PRE_SCRIPT = (
+    _MARK.format(event="pre-start")
+    # One-shot: the run that sees the switch removes it, so the retry after the fault runs normally.
+    + 'if [ -e "$FAULTS/pre-hang" ]; then rm -f "$FAULTS/pre-hang"; echo $$ > "$FAULTS/pre.pid"; sleep 300; fi\n'
+    + 'if [ -e "$FAULTS/pre-fail" ]; then echo "[PRE-DEPLOY] failing on purpose"; exit 3; fi\n'
+    + 'sleep "$(cat "$FAULTS/pre-sleep" 2>/dev/null || echo 0)"\n'
+    + 'echo "[PRE-DEPLOY] migrated $DEPLOY_COMMIT_SHA"\n'
+    + _MARK.format(event="pre-end")
+)
+POST_SCRIPT = (
+    _MARK.format(event="post-start")
+    + 'sleep "$(cat "$FAULTS/post-sleep" 2>/dev/null || echo 0)"\n'
+    + _MARK.format(event="post-end")
+)
+# The app: a real HTTP server when APP_PORT is set (so a test can see it keeps serving), else a sleeper.
+APP_SCRIPT = (
+    'echo "$(date +%s.%N) app $(git rev-parse HEAD) 0 $$" >> "$MARKS"\n'
+    'if [ -n "$APP_PORT" ]; then exec python3 -m http.server "$APP_PORT" --bind 127.0.0.1; fi\n'
+    "exec sleep 600\n"
+)
+JOB_FILES = {
+    "scripts/pre-deploy/migrate.sh": PRE_SCRIPT,
+    "scripts/post-deploy/seed.sh": POST_SCRIPT,
+    "app.sh": APP_SCRIPT,
+}
+
+
+def job_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    """Environment of a stack whose jobs are the scripts above; ``$FAULTS`` is created empty."""
+    faults = tmp_path / "faults"
+    faults.mkdir(exist_ok=True)
+    env = {
+        "MARKS": str(tmp_path / "marks.txt"),
+        "FAULTS": str(faults),
+        "DEPLOYMENT_ID": DEPLOYMENT,
+        "PRE_DEPLOY_FOLDER": "scripts/pre-deploy",
+        "PRE_DEPLOY_COMMAND": "bash migrate.sh",
+        "POST_DEPLOY_FOLDER": "scripts/post-deploy",
+        "POST_DEPLOY_COMMAND": "bash seed.sh",
+        "DEV_START_COMMAND": "bash app.sh",
+    }
+    env.update(overrides)
+    return env
+
+
+def set_fault(tmp_path: Path, name: str, content: str = "") -> None:
+    (tmp_path / "faults" / name).write_text(content)
+
+
+def clear_fault(tmp_path: Path, name: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (tmp_path / "faults" / name).unlink()
+
+
+@dataclass(frozen=True)
+class Mark:
+    at: float
+    event: str
+    commit: str
+    attempt: int
+    pid: int
+
+
+class Marks:
+    """The evidence the job scripts leave in ``$MARKS``."""
+
+    def __init__(self, tmp_path: Path):
+        self.path = tmp_path / "marks.txt"
+
+    def all(self) -> list[Mark]:
+        if not self.path.exists():
+            return []
+        found = []
+        for line in self.path.read_text().splitlines():
+            parts = line.split()
+            if len(parts) == 5:
+                found.append(Mark(float(parts[0]), parts[1], parts[2], int(parts[3] or 0), int(parts[4])))
+        return found
+
+    def of(self, event: str, commit: str | None = None) -> list[Mark]:
+        return [m for m in self.all() if m.event == event and (commit is None or m.commit == commit)]
+
+    def ended(self, kind: str, commit: str) -> bool:
+        return bool(self.of(f"{kind}-end", commit))
+
+    def runs(self, kind: str) -> list[tuple[Mark, Mark | None]]:
+        """(start, end or None) of every run of ``kind``, matched by shell pid."""
+        ends = {m.pid: m for m in self.of(f"{kind}-end")}
+        return [(start, ends.get(start.pid)) for start in self.of(f"{kind}-start")]
+
+
+@dataclass(frozen=True)
+class DeployState:
+    processed: str | None
+    retry_commit: str | None
+    retry_attempts: int
+    last_pre: dict[str, str]
+
+
+def client(stack: Stack) -> redis.Redis:
+    return redis.Redis.from_url(stack.env["REDIS_URL"], decode_responses=True, socket_timeout=5)
+
+
+def raw_client(stack: Stack) -> redis.Redis:
+    """Bytes in, bytes out: what RQ's Job.fetch needs."""
+    return redis.Redis.from_url(stack.env["REDIS_URL"], socket_timeout=5)
+
+
+def deploy_state(stack: Stack) -> DeployState:
+    r = client(stack)
+    retry = r.hgetall(f"{INSTANCE_PREFIX}:retry")
+    return DeployState(
+        processed=r.get(f"{INSTANCE_PREFIX}:processed"),
+        retry_commit=retry.get("commit"),
+        retry_attempts=int(retry.get("attempts") or 0),
+        last_pre=r.hgetall(f"{INSTANCE_PREFIX}:last:pre"),
+    )
+
+
+def workspace_head(stack: Stack) -> str:
+    return run_git("rev-parse", "HEAD", cwd=Path(stack.env["WORKSPACE_PATH"]))
+
+
+def workspace_clean(stack: Stack) -> bool:
+    """No tracked file differs from HEAD: the checkout is whole, not half updated."""
+    return run_git("status", "--porcelain", "--untracked-files=no", cwd=Path(stack.env["WORKSPACE_PATH"])) == ""
+
+
+def is_deployed(stack: Stack, marks: Marks, commit: str, post: bool = True) -> bool:
+    """PRE_DEPLOY of ``commit`` succeeded, it is the processed commit and the workspace is on it."""
+    try:
+        state = deploy_state(stack)
+    except redis.RedisError:
+        return False
+    return (
+        state.processed == commit
+        and marks.ended("pre", commit)
+        and (not post or marks.ended("post", commit))
+        and workspace_head(stack) == commit
+    )
+
+
+def started_registry_entries(stack: Stack) -> list[str]:
+    r = client(stack)
+    return [key for key in r.keys("rq:wip:*") + r.keys("rq:registry:started:*") if r.zcard(key)]
+
+
+def queue_busy(stack: Stack) -> bool:
+    r = client(stack)
+    queued = any(r.llen(key) for key in r.keys("rq:queue:hotreload:*") if r.type(key) == "list")
+    deferred = any(r.zcard(key) for key in r.keys("rq:deferred:hotreload:*"))
+    return queued or deferred or bool(started_registry_entries(stack))
+
+
+def redis_dump(stack: Stack) -> str:
+    """Every key and every value in the stack's Redis, as text (for grepping secrets)."""
+    r = redis.Redis.from_url(stack.env["REDIS_URL"])
+    parts: list[str] = []
+    for key in r.scan_iter(count=1000):
+        kind = r.type(key).decode()
+        parts.append(key.decode(errors="replace"))
+        value: Any
+        if kind == "string":
+            value = [r.get(key)]
+        elif kind == "hash":
+            value = [b for kv in r.hgetall(key).items() for b in kv]
+        elif kind == "list":
+            value = r.lrange(key, 0, -1)
+        elif kind == "set":
+            value = list(r.smembers(key))
+        elif kind == "zset":
+            value = [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
+        elif kind == "stream":
+            value = [b for _, fields in r.xrange(key) for kv in fields.items() for b in kv]
+        else:
+            value = []
+        parts.extend(v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in value)
+        # RQ keeps job data zlib-compressed (pickled): look inside too.
+        if kind == "hash" and r.hget(key, "data"):
+            import zlib
+
+            with contextlib.suppress(zlib.error):
+                parts.append(zlib.decompress(r.hget(key, "data") or b"").decode(errors="replace"))
+    return "\n".join(parts)
+
+
+# -- processes -------------------------------------------------------------------------
+def stack_processes(stack: Stack) -> dict[str, psutil.Process]:
+    """The Procfile processes under honcho, by name (poller, worker, app, redis)."""
+    assert stack.process is not None
+    honcho = psutil.Process(stack.process.pid)
+    found: dict[str, psutil.Process] = {}
+    for child in honcho.children():
+        # honcho runs each Procfile line through a shell that execs or waits for it.
+        for proc in [child, *child.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                cmd = proc.cmdline()
+                if len(cmd) >= 2 and cmd[-2].endswith("/hotreload") and cmd[-1] not in found:
+                    found[cmd[-1]] = proc
+    return found
+
+
+def wait_for_processes(stack: Stack, names: tuple[str, ...] = ("poller", "worker", "app")) -> dict[str, Any]:
+    return wait_until(
+        lambda: (procs := stack_processes(stack)) and all(n in procs for n in names) and procs,
+        20,
+        what=f"the stack processes {names}",
+    )
+
+
+def horse_of(job_pid: int, worker: psutil.Process) -> psutil.Process:
+    """The RQ work horse running the job shell ``job_pid``: its ancestor whose parent is the worker."""
+    proc = psutil.Process(job_pid)
+    for parent in proc.parents():
+        if parent.ppid() == worker.pid:
+            return parent
+    raise AssertionError(f"no work horse of the worker {worker.pid} above pid {job_pid}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def read_pid(path: Path, timeout: float = 30.0) -> int:
+    return int(wait_until(lambda: path.exists() and path.read_text().strip(), timeout, what=str(path)))
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def restart(stack: Stack, log_path: Path) -> Stack:
+    """A new ``honcho start`` with the same environment (same Redis, same workspace)."""
+    return Stack(stack.env, log_path, cwd=ROOT).start()
+
+
+def sigkill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
+
