@@ -66,7 +66,12 @@ class CommitTracker:
         with self.connection.pipeline() as pipe:
             pipe.set(self.keys.processed, commit)
             pipe.delete(self.keys.retry)
+            pipe.incr(self.keys.generation)
             pipe.execute()
+
+    def generation(self) -> int:
+        """Changes whenever the processed commit is set: part of the dedup key of the next deploy."""
+        return int(_text(self.connection.get(self.keys.generation)) or 0)
 
     # -- the branch head as last seen by the poller ---------------------------
     def head(self) -> str | None:
@@ -102,20 +107,53 @@ class CommitTracker:
         raw = self.connection.hgetall(self.keys.commit_record(commit))
         return {_text(k) or "": _text(v) or "" for k, v in raw.items()}
 
-    def record_commit_outcome(self, commit: str, kind: JobKind, outcome: str, run_id: str) -> None:
+    def record_commit_outcome(
+        self,
+        commit: str,
+        kind: JobKind,
+        outcome: str,
+        run_id: str,
+        attempt: int | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """The last run of ``kind`` for ``commit`` in the deployment, and this instance's own outcome.
+
+        ``<kind>_attempt`` numbers PRE_DEPLOY attempts across replicas (their shared back-off);
+        ``<kind>@<instance>`` keeps each instance's outcome (POST_DEPLOY_SCOPE=each runs on all).
+        """
         key = self.keys.commit_record(commit)
+        now = time.time()
+        fields: dict[str, Any] = {
+            f"{kind.slug}_outcome": outcome,
+            f"{kind.slug}_instance": self.keys.instance,
+            f"{kind.slug}_run": run_id,
+            f"{kind.slug}_at": now,
+            f"{kind.slug}@{self.keys.instance}": outcome,
+        }
+        if attempt is not None:
+            fields[f"{kind.slug}_attempt"] = attempt
+        if reason is not None:
+            fields[f"{kind.slug}_reason"] = reason
         with self.connection.pipeline() as pipe:
-            pipe.hset(
-                key,
-                mapping={
-                    f"{kind.slug}_outcome": outcome,
-                    f"{kind.slug}_instance": self.keys.instance,
-                    f"{kind.slug}_run": run_id,
-                    f"{kind.slug}_at": time.time(),
-                },
-            )
+            pipe.hset(key, mapping=fields)
             pipe.expire(key, 30 * 24 * 3600)
+            pipe.zadd(self.keys.commits, {commit: now}, nx=True)
+            pipe.zremrangebyrank(self.keys.commits, 0, -RUN_HISTORY - 1)
             pipe.execute()
+
+    def adopt_failure(self, commit: str, attempts: int, failed_at: float, reason: str) -> RetryState:
+        """Take over the retry state of a PRE_DEPLOY another replica ran and saw fail."""
+        state = RetryState(commit=commit, attempts=attempts, failed_at=failed_at, reason=reason)
+        self.connection.hset(
+            self.keys.retry,
+            mapping={"commit": commit, "attempts": attempts, "failed_at": failed_at, "reason": reason},
+        )
+        return state
+
+    def recent_commits(self, limit: int = 10) -> list[tuple[str, dict[str, str]]]:
+        """The newest commits of the deployment with their records: who ran which job, how it ended."""
+        commits = [_text(c) or "" for c in self.connection.zrevrange(self.keys.commits, 0, limit - 1)]
+        return [(commit, self.commit_record(commit)) for commit in commits]
 
     # -- run history ------------------------------------------------------------
     def record_run(self, kind: JobKind, run_id: str, summary: dict[str, Any]) -> None:

@@ -64,7 +64,14 @@ class JobSpec:
     instance: str
     attempt: int = 1
     boot: int = 0
+    # How many times the instance's processed commit had been set when the job was enqueued:
+    # a commit deployed again after another one (a revert) is a new deploy, not a duplicate.
+    generation: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Replicas (workers.lease): the PRE_DEPLOY lease value the poller claimed for this job, and
+    # whether the job must claim its commit's lease itself (POST_DEPLOY_SCOPE=once).
+    lease: str = ""
+    once: bool = False
 
     @property
     def short(self) -> str:
@@ -165,8 +172,16 @@ class DeployKeys:
         """Counter of poller boots: part of every job id, so a restart never collides with an old job."""
         return f"{self.instance_prefix}:boots"
 
+    @property
+    def generation(self) -> str:
+        """Counter bumped whenever the processed commit is set (see ``JobSpec.generation``)."""
+        return f"{self.instance_prefix}:generation"
+
     def dedup(self, spec: JobSpec) -> str:
-        return f"{self.instance_prefix}:enqueued:{spec.commit}:{spec.kind.slug}:b{spec.boot}a{spec.attempt}"
+        return (
+            f"{self.instance_prefix}:enqueued:{spec.commit}:{spec.kind.slug}"
+            f":b{spec.boot}g{spec.generation}a{spec.attempt}"
+        )
 
     @property
     def runs(self) -> str:
@@ -181,11 +196,26 @@ class DeployKeys:
         """Hash per commit shared by all replicas: who ran which job and how it ended."""
         return f"{self.prefix}:commit:{commit}"
 
-    def lease(self, kind: JobKind, commit: str) -> str:
+    def lease(self, kind: JobKind, commit: str | None = None) -> str:
+        """Lease key (``workers.lease``) of the instance running a job for the deployment.
+
+        Without a commit: one for the whole deployment (PRE_DEPLOY: migrations of two commits
+        never overlap either); with one: per commit (POST_DEPLOY_SCOPE=once).
+        """
+        if commit is None:
+            return f"{self.prefix}:lease:{kind.slug}"
         return f"{self.prefix}:lease:{commit}:{kind.slug}"
 
+    @property
+    def commits(self) -> str:
+        """Sorted set of the commits with a per-commit record, by first record time (for /status)."""
+        return f"{self.prefix}:commits"
+
     def job_id(self, spec: JobSpec) -> str:
-        return f"{self.deployment}-{self.instance}-{spec.commit[:12]}-{spec.kind.slug}-b{spec.boot}a{spec.attempt}"
+        return (
+            f"{self.deployment}-{self.instance}-{spec.commit[:12]}-{spec.kind.slug}"
+            f"-b{spec.boot}g{spec.generation}a{spec.attempt}"
+        )
 
 
 def wake_poller(connection: Any, keys: DeployKeys, command: str = "wake") -> None:

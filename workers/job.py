@@ -22,6 +22,7 @@ from rq import get_current_job
 
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.lease import Holder, Lease, job_lease_key
 from workers.runner import install_interrupt_handler, run_shell
 
 # Set by the worker entry point from the settings; inherited by each forked work horse.
@@ -78,6 +79,38 @@ def skip_reason(spec: JobSpec, tracker: CommitTracker) -> str | None:
     return None
 
 
+def claim_lease(spec: JobSpec, job: Any, tracker: CommitTracker) -> tuple[Lease | None, str | None]:
+    """The lease this run holds among the replicas (None: it needs none), or why it must not run.
+
+    PRE_DEPLOY: the poller claimed the deployment's lease before enqueueing; still ours means
+    no replica took the commit over while the job waited. POST_DEPLOY_SCOPE=once: the first
+    replica to claim the commit's POST_DEPLOY lease runs it, unless one already did.
+    """
+    key = job_lease_key(tracker.keys, spec.kind, spec.commit)
+    if spec.lease:
+        lease = Lease(job.connection, key, spec.lease)
+        if lease.renew():
+            return lease, None
+        holder = lease.holder()
+        return None, f"its lease expired; {_who(holder)} holds it now"
+    if not spec.once:
+        return None, None
+    lease = Lease.new(job.connection, key, spec.instance, spec.commit)
+    if not lease.acquire():
+        return None, f"POST_DEPLOY_SCOPE=once and {_who(lease.holder())} is running it"
+    ran_on = tracker.commit_record(spec.commit).get(f"{spec.kind.slug}_instance")
+    if ran_on:
+        lease.release()
+        return None, f"POST_DEPLOY_SCOPE=once and instance {ran_on} ran it already"
+    job.meta["lease"] = lease.value
+    job.save_meta()
+    return lease, None
+
+
+def _who(holder: Holder | None) -> str:
+    return f"instance {holder.instance}" if holder else "another instance"
+
+
 def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.from_dict(spec_data)
     job = get_current_job()
@@ -87,6 +120,9 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
     started_at = time.time()
 
     reason = skip_reason(spec, tracker)
+    lease: Lease | None = None
+    if not reason:
+        lease, reason = claim_lease(spec, job, tracker)
     if reason:
         print(f"{tag} Skipping job for commit {spec.short}: {reason}", flush=True)
         summary = _summary(spec, Outcome.SKIPPED, None, started_at, 0.0, reason=reason)
@@ -121,6 +157,39 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
                 job.meta["output"] = list(lines)
                 job.save_meta()
 
+    # The lease is renewed while the job runs; the policy callback releases it once the
+    # outcome is recorded. A lost lease (Redis out longer than its TTL) is only reported:
+    # killing a migration half-way would be worse than a second one waiting on its locks.
+    heartbeat = (
+        lease.heartbeat(
+            on_lost=lambda holder: print(
+                f"{tag} WARNING: lost the lease of commit {spec.short} to {_who(holder)}", flush=True
+            )
+        ).start()
+        if lease
+        else None
+    )
+    try:
+        result_outcome, exit_code, output, duration, reason = _execute(spec, job, keep_line)
+    finally:
+        if heartbeat is not None:
+            heartbeat.stop()
+
+    summary = _summary(spec, result_outcome, exit_code, started_at, duration, reason=reason)
+    with lock:
+        job.meta.update(summary)
+        job.meta["output"] = output
+        job.save_meta()
+    tracker.record_run(spec.kind, job.id, summary)
+    if result_outcome is not Outcome.SUCCEEDED:
+        raise JobFailed(f"{spec.kind.value} for commit {spec.short} {reason}")
+    print(f"{tag} ✓ Job succeeded for commit {spec.short} in {duration:.2f}s", flush=True)
+    return summary
+
+
+def _execute(spec: JobSpec, job: Any, keep_line: Any) -> tuple[Outcome, int | None, list[str], float, str]:
+    """Run the command (or fail at once when its folder is missing): outcome, exit code, output, duration, reason."""
+    tag = spec.kind.tag
     if not os.path.isdir(spec.cwd):
         result_outcome, exit_code, output, duration = Outcome.FAILED, None, [], 0.0
         reason = f"folder {spec.cwd} does not exist in commit {spec.short}"
@@ -146,17 +215,7 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
             result.duration,
         )
         reason = _reason(result_outcome, exit_code, spec.timeout)
-
-    summary = _summary(spec, result_outcome, exit_code, started_at, duration, reason=reason)
-    with lock:
-        job.meta.update(summary)
-        job.meta["output"] = output
-        job.save_meta()
-    tracker.record_run(spec.kind, job.id, summary)
-    if result_outcome is not Outcome.SUCCEEDED:
-        raise JobFailed(f"{spec.kind.value} for commit {spec.short} {reason}")
-    print(f"{tag} ✓ Job succeeded for commit {spec.short} in {duration:.2f}s", flush=True)
-    return summary
+    return result_outcome, exit_code, output, duration, reason
 
 
 def _reason(outcome: Outcome, exit_code: int | None, timeout: int) -> str:

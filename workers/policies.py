@@ -20,6 +20,7 @@ from rq.job import Job
 
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.lease import Lease, job_lease_key
 
 CALLBACK_TIMEOUT = 30
 
@@ -40,17 +41,26 @@ def strict_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwarg
     outcome = _outcome(job, result)
     if outcome == Outcome.SUCCEEDED.value:
         tracker.mark_processed(spec.commit)
-        tracker.record_commit_outcome(spec.commit, spec.kind, outcome, job.id)
+        tracker.record_commit_outcome(spec.commit, spec.kind, outcome, job.id, attempt=spec.attempt)
         connection.rpush(tracker.keys.app_events, f"deployed {spec.commit}")
         connection.expire(tracker.keys.app_events, 3600)
         print(f"[INFO] Commit {spec.short} deployed: PRE_DEPLOY succeeded", flush=True)
+    release_lease(job, spec)
 
 
 def strict_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> None:
     spec, tracker = _context(job)
     reason = str(job.meta.get("reason") or (exc_info[1] if len(exc_info) > 1 else "failed"))
     state = tracker.record_failure(spec.commit, reason)
-    tracker.record_commit_outcome(spec.commit, spec.kind, str(job.meta.get("outcome") or "failed"), job.id)
+    tracker.record_commit_outcome(
+        spec.commit,
+        spec.kind,
+        str(job.meta.get("outcome") or "failed"),
+        job.id,
+        attempt=spec.attempt,
+        reason=reason,
+    )
+    release_lease(job, spec)
     _cancel_dependents(job)
     kept = tracker.processed()
     print(
@@ -65,14 +75,27 @@ def lenient_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwar
     outcome = _outcome(job, result)
     if outcome != Outcome.SKIPPED.value:
         tracker.record_commit_outcome(spec.commit, spec.kind, outcome, job.id)
+    release_lease(job, spec)
 
 
 def lenient_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> None:
     spec, tracker = _context(job)
     tracker.record_commit_outcome(spec.commit, spec.kind, str(job.meta.get("outcome") or "failed"), job.id)
+    release_lease(job, spec)
     print(
         f"[WARN] {spec.kind.value} job failed (lenient mode - continuing) [commit {spec.short}]", flush=True
     )
+
+
+def release_lease(job: Job, spec: JobSpec) -> None:
+    """After the outcome is recorded (never before: a replica would run the job again), let go of the lease."""
+    value = spec.lease or str(job.meta.get("lease") or "")
+    if value:
+        Lease(
+            job.connection,
+            job_lease_key(DeployKeys(spec.deployment, spec.instance), spec.kind, spec.commit),
+            value,
+        ).release()
 
 
 def _cancel_dependents(job: Job) -> None:

@@ -1,0 +1,60 @@
+"""The replica lease against a real redis-server: one holder, owner-only renew/release, expiry, heartbeat."""
+
+from __future__ import annotations
+
+import time
+
+from tests.conftest import wait_until
+from workers.contract import DeployKeys, JobKind
+from workers.lease import Holder, Lease, job_lease_key
+
+
+def test_one_claim_wins_and_only_its_owner_renews_or_releases(redis_server) -> None:
+    client = redis_server.client()
+    key = job_lease_key(DeployKeys("dep", "web-1"), JobKind.PRE, "c" * 40)
+    first = Lease.new(client, key, "web-1", "c" * 40)
+    second = Lease.new(client, key, "web-2", "c" * 40)
+    assert first.acquire()
+    assert not second.acquire()
+    assert second.holder() == Holder("web-1", first.holder_of_this_claim.token, "c" * 40)
+    assert not second.renew() and not second.release(), "another claim must never renew or free the lease"
+    assert first.renew()
+    assert 0 < client.pttl(key) <= 10_000
+    assert first.release()
+    assert second.acquire()
+    assert not first.release(), "a stale owner must not delete its successor's lease"
+    assert second.holder() is not None and second.holder().instance == "web-2"  # type: ignore[union-attr]
+
+
+def test_pre_deploy_lease_is_per_deployment_and_post_per_commit() -> None:
+    keys = DeployKeys("dep", "web-1")
+    assert job_lease_key(keys, JobKind.PRE, "a" * 40) == job_lease_key(keys, JobKind.PRE, "b" * 40)
+    assert job_lease_key(keys, JobKind.POST, "a" * 40) != job_lease_key(keys, JobKind.POST, "b" * 40)
+    assert job_lease_key(keys, JobKind.PRE, "a") == job_lease_key(
+        DeployKeys("dep", "web-2"), JobKind.PRE, "a"
+    )
+
+
+def test_an_unrenewed_lease_expires_and_a_heartbeat_keeps_one_alive(redis_server) -> None:
+    client = redis_server.client()
+    dead = Lease.new(client, "t:dead", "web-1", "c", ttl=0.4)
+    alive = Lease.new(client, "t:alive", "web-1", "c", ttl=0.4)
+    assert dead.acquire() and alive.acquire()
+    with alive.heartbeat(interval=0.1):
+        wait_until(lambda: dead.holder() is None, 3, what="the unrenewed lease to expire")
+        time.sleep(0.6)
+        assert alive.holder() is not None, "the heartbeat did not keep the lease"
+    wait_until(lambda: alive.holder() is None, 3, what="the lease to expire once its heartbeat stopped")
+
+
+def test_a_heartbeat_reports_a_lost_lease_and_stops(redis_server) -> None:
+    client = redis_server.client()
+    lease = Lease.new(client, "t:lost", "web-1", "c", ttl=5)
+    assert lease.acquire()
+    lost: list[Holder | None] = []
+    beat = lease.heartbeat(interval=0.05, on_lost=lost.append).start()
+    client.set("t:lost", "web-9 other c")
+    wait_until(lambda: lost, 3, what="the heartbeat to notice")
+    beat.stop()
+    assert beat.lost and lost[0] is not None and lost[0].instance == "web-9"
+    assert client.get("t:lost") == "web-9 other c"
