@@ -21,6 +21,7 @@ APP = '''"""Demo app: answers with the deployed commit and the schema version th
 import http.server
 import os
 import pathlib
+import subprocess
 
 PORT = int(os.environ.get("APP_PORT", "8080"))
 DB = pathlib.Path(os.environ["DEMO_DB"])
@@ -29,7 +30,9 @@ DB = pathlib.Path(os.environ["DEMO_DB"])
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         version = (DB / "schema_version").read_text().strip() if (DB / "schema_version").exists() else "none"
-        body = f"commit {os.environ.get('DEPLOY_COMMIT_SHA', '?')[:7]}, schema {version}\\n".encode()
+        # Read at each request, as a dev server that reloads itself would see the new code.
+        commit = subprocess.run(["git", "rev-parse", "--short=7", "HEAD"], capture_output=True, text=True).stdout.strip()
+        body = f"commit {commit or '?'}, schema {version}\\n".encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -44,7 +47,8 @@ MIGRATE = """#!/usr/bin/env bash
 set -euo pipefail
 echo "[PRE-DEPLOY] Running migrations for ${DEPLOY_COMMIT_SHA:0:7}..."
 mkdir -p "$DEMO_DB"
-count=$(ls migrations | wc -l)
+# The job runs in PRE_DEPLOY_FOLDER (scripts/pre-deploy); the migrations are at the top.
+count=$(ls "$(git rev-parse --show-toplevel)/migrations" | wc -l)
 echo "$count" > "$DEMO_DB/schema_version"
 echo "[PRE-DEPLOY] ✓ Schema at version $count"
 """
@@ -154,16 +158,15 @@ hotreload demo in {root}
   health:                   http://127.0.0.1:{env["DEV_HEALTH_PORT"]}/dev_health
 
 Push a commit and watch [PRE-DEPLOY] and [POST-DEPLOY] run for it within {args.interval}s:
-  cd {work} && touch migrations/002_more.sql && git add . && \\
+  cd {work} && touch migrations/$(date +%s).sql && git add . && \\
     git -c user.name=you -c user.email=you@example.com commit -m 'Add a migration' && git push
 
-Ctrl-C stops everything.
+Ctrl-C (or SIGTERM) stops everything.
 """,
         flush=True,
     )
     root_dir = project_root()
     honcho = [sys.executable, "-m", "honcho", "-f", str(root_dir / "Procfile"), "-d", str(root_dir), "start"]
-    try:
-        return subprocess.call(honcho, env=env)
-    except KeyboardInterrupt:
-        return 130
+    # Become honcho rather than wait for it: a SIGTERM to this process must stop the stack,
+    # not orphan it.
+    os.execve(sys.executable, honcho, env)

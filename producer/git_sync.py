@@ -91,7 +91,11 @@ class GitCheckout:
         return self._repo
 
     def _git(self, *args: str) -> str:
-        return str(self.repo.git.execute(["git", *args], env={**os.environ, **self.env}))
+        # GIT_DIR/GIT_WORK_TREE pin every command to this checkout: without them, a vanished
+        # .git (or workspace, where GitPython falls back to the process's cwd) would let git
+        # find and `checkout --force` some other repository (a parent one, or hotreload's own).
+        pinned = {"GIT_DIR": str(self.path / ".git"), "GIT_WORK_TREE": str(self.path)}
+        return str(self.repo.git.execute(["git", *args], env={**os.environ, **self.env, **pinned}))
 
     # -- operations -------------------------------------------------------------
     def is_cloned(self) -> bool:

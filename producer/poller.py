@@ -218,6 +218,11 @@ class Poller:
     # -- the loop ----------------------------------------------------------------------
     def sync_remote(self) -> None:
         try:
+            if not self.checkout.is_cloned():
+                # The workspace was deleted under us: clone it again (ensure_cloned refuses
+                # a non-empty folder, so files left without their .git are never clobbered).
+                say(f"[WARN] No clone in {self.checkout.path} any more; cloning the repository again")
+                self.checkout.ensure_cloned()
             head = self.checkout.remote_head()
             if head != self.checkout.fetched:
                 self.checkout.fetch()
