@@ -1,6 +1,7 @@
 """The ``hotreload`` command: the Procfile's processes and the user's tools.
 
-    hotreload poller | worker | app | redis     # what the Procfile runs
+    hotreload poller | worker | app | redis | dashboard   # what the Procfile runs
+    hotreload status | jobs | logs RUN | run pre|post | sync   # see and steer a running stack
     hotreload demo                             # a local example app and the whole stack
 
 Bad configuration exits with code 2 and one line per problem; heavy modules are imported
@@ -15,7 +16,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from producer.settings import Settings
@@ -70,6 +71,8 @@ def cmd_poller(args: argparse.Namespace) -> int:
         state = {"state": "starting"}
         server = HotreloadHTTPServer(settings.DEV_HEALTH_PORT, lambda: dict(state))
         server.start()
+        metrics = attach_endpoints(server, settings, lambda: poller)
+    poller = None
     if not settings.GITHUB_REPO_URL:
         print(
             "[INFO] No GITHUB_REPO_URL set: set it to your app's git repository "
@@ -81,10 +84,40 @@ def cmd_poller(args: argparse.Namespace) -> int:
     wait_for_redis(settings)
     from producer.poller import Poller
 
-    poller = Poller(settings)
+    poller = Poller(settings, metrics=metrics if server is not None else None)
     if server is not None:
-        server._server.state = poller.health
+        server.attach(state=poller.health)
     return poller.run()
+
+
+def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any]) -> Any:
+    """/status, /metrics and (with GITHUB_WEBHOOK_SECRET) /webhook/github; Redis is reached lazily."""
+    import redis
+
+    from producer.metrics import Metrics
+    from producer.status import deploy_status
+    from producer.webhook import GitHubWebhook
+    from workers.contract import wake_poller
+
+    connection = redis.Redis.from_url(
+        settings.redis_url_effective, socket_connect_timeout=2, socket_timeout=5
+    )
+    keys, secrets = settings.keys, settings.secret_values()
+    metrics = Metrics(connection, keys)
+    webhook = None
+    if settings.GITHUB_WEBHOOK_SECRET is not None:
+
+        def branch() -> str | None:
+            current = poller()
+            return (current.checkout.branch if current is not None else None) or settings.GITHUB_BRANCH
+
+        webhook = GitHubWebhook(
+            settings.GITHUB_WEBHOOK_SECRET.get_secret_value(),
+            branch=branch,
+            wake=lambda: wake_poller(connection, keys, "sync"),
+        )
+    server.attach(status=lambda: deploy_status(connection, keys, secrets), metrics=metrics, webhook=webhook)
+    return metrics
 
 
 def _pause() -> None:
@@ -148,6 +181,22 @@ def cmd_redis(args: argparse.Namespace) -> int:
     return 1  # not reached
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    settings = load()
+    from producer.dashboard import run_dashboard
+
+    return run_dashboard(settings)
+
+
+def _tool(name: str) -> Callable[[argparse.Namespace], int]:
+    def handler(args: argparse.Namespace) -> int:
+        from producer.tools import TOOLS, run_tool
+
+        return run_tool(load(), TOOLS[name], args)
+
+    return handler
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from producer.demo import run_demo
 
@@ -159,8 +208,18 @@ COMMANDS: dict[str, tuple[Callable[[argparse.Namespace], int], str]] = {
     "worker": (cmd_worker, "run the deploy jobs of this instance (Procfile)"),
     "app": (cmd_app, "start DEV_START_COMMAND once the boot PRE_DEPLOY succeeded (Procfile)"),
     "redis": (cmd_redis, "run the private redis-server when REDIS_URL is unset (Procfile)"),
+    "dashboard": (cmd_dashboard, "run rq-dashboard when ENABLE_RQ_DASHBOARD is true (Procfile)"),
     "demo": (cmd_demo, "create a local example app repository and run the whole stack on it"),
 }
+# The user's commands, run by producer.tools.
+for _name, _help in (
+    ("status", "show the deploy state: commits, current state, last runs, retries"),
+    ("jobs", "list recent job runs, newest first"),
+    ("logs", "print the kept output of a job run"),
+    ("run", "run PRE_DEPLOY or POST_DEPLOY now, on this instance's worker, as the container would"),
+    ("sync", "ask the running poller to look at the remote now"),
+):
+    COMMANDS[_name] = (_tool(_name), _help)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -173,6 +232,10 @@ def build_parser() -> argparse.ArgumentParser:
                 "--dir", default=None, help="where to create the demo (default: a new temp folder)"
             )
             p.add_argument("--interval", default="2", help="GITHUB_SYNC_INTERVAL for the demo (default 2)")
+        elif name in ("status", "jobs", "logs", "run"):
+            from producer.tools import add_arguments
+
+            add_arguments(name, p)
     return parser
 
 

@@ -58,16 +58,25 @@ class DeployQueue:
                     deferred.remove(job_id)
         return dropped
 
-    def enqueue(self, spec: JobSpec, depends_on: Job | None = None) -> Job | None:
-        """Enqueue one job unless this (commit, kind, attempt) was enqueued already."""
-        if not self.connection.set(self.keys.dedup(spec), "1", nx=True, ex=RESULT_TTL):
+    def enqueue(
+        self,
+        spec: JobSpec,
+        depends_on: Job | None = None,
+        job_id: str | None = None,
+        description: str | None = None,
+    ) -> Job | None:
+        """Enqueue one job unless this (commit, kind, attempt) was enqueued already.
+
+        With ``job_id`` (``hotreload run``: a run asked for by hand) it is never deduplicated.
+        """
+        if job_id is None and not self.connection.set(self.keys.dedup(spec), "1", nx=True, ex=RESULT_TTL):
             return None
         policy = policy_for(spec.kind)
         return self.queues[spec.kind].enqueue(
             run_deploy_job,
             spec.to_dict(),
-            job_id=self.keys.job_id(spec),
-            description=spec.description(),
+            job_id=job_id or self.keys.job_id(spec),
+            description=description or spec.description(),
             job_timeout=spec.timeout + RQ_TIMEOUT_MARGIN,
             result_ttl=RESULT_TTL,
             failure_ttl=RESULT_TTL,

@@ -16,10 +16,11 @@ job wakes it at once instead of at the end of the interval::
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from rq.job import Job, JobStatus
@@ -29,6 +30,9 @@ from producer.git_sync import GitCheckout, GitSyncError
 from producer.settings import Settings
 from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind, JobSpec
+
+if TYPE_CHECKING:
+    from producer.metrics import Metrics
 
 BOOT_FAILED = "ERROR: Initial PRE_DEPLOY job failed. Container cannot start."
 
@@ -52,8 +56,13 @@ class Stop(Exception):
 class Poller:
     """Follows one branch for one instance and enqueues its deploy jobs."""
 
-    def __init__(self, settings: Settings, connection: redis.Redis | None = None):
+    def __init__(
+        self, settings: Settings, connection: redis.Redis | None = None, metrics: Metrics | None = None
+    ):
         self.settings = settings
+        self.metrics = metrics
+        # The PRE_DEPLOY this poller enqueued last: if it fails, FAILED_DEPLOY runs once for it.
+        self.pending_pre: Job | None = None
         self.keys = settings.keys
         self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
         self.tracker = CommitTracker(self.connection, self.keys)
@@ -164,6 +173,7 @@ class Poller:
         else:
             say(f"[INFO] Deploying commit {commit[:7]}: PRE_DEPLOY queued (attempt {attempt})")
         pre_job, _ = self.queue.enqueue_deploy(pre, post)
+        self.pending_pre = pre_job
         self.set_state("pre_deploy" if pre else "post_deploy", checked_out=commit, processed=previous or "")
         return pre_job
 
@@ -197,9 +207,59 @@ class Poller:
         if status == JobStatus.FINISHED and self.tracker.processed() == commit:
             self.open_gate()
             return True
+        failed_job = self.failed_deploy()
+        if failed_job is not None:
+            # The container exits next: let the team's FAILED_DEPLOY run first.
+            say(f"[INFO] Running FAILED_DEPLOY for commit {commit[:7]} before the container exits")
+            self.wait_for(failed_job)
         say(BOOT_FAILED)
         self.set_state("failed", last_error="initial PRE_DEPLOY failed")
         return False
+
+    def failed_deploy(self, pre_job: Job | None = None, job_id: str | None = None) -> Job | None:
+        """Enqueue FAILED_DEPLOY (lenient) once for a failed PRE_DEPLOY (default: the one enqueued last).
+
+        Returns the FAILED_DEPLOY job, or None: PRE_DEPLOY not over or did not fail, no
+        FAILED_DEPLOY_COMMAND, or already enqueued (the usual dedup of commit, kind, boot, attempt).
+        """
+        mine = pre_job is None
+        if mine:
+            pre_job, self.pending_pre = self.pending_pre, None
+        if pre_job is None:
+            return None
+        try:
+            status = pre_job.get_status(refresh=True)
+            meta = pre_job.get_meta(refresh=True)
+        except redis.RedisError:
+            if mine:
+                self.pending_pre = pre_job  # Redis is down: look again once it is back
+            raise
+        except Exception:  # noqa: BLE001 - the job expired: nothing left to report
+            return None
+        if status in (JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED):
+            if mine:
+                self.pending_pre = pre_job  # not over yet: look again next cycle
+            return None
+        if status not in (JobStatus.FAILED, JobStatus.STOPPED):
+            return None
+        pre = JobSpec.from_dict(pre_job.args[0])
+        failed = self.spec(JobKind.FAILED, pre.commit, pre.previous, pre.attempt)
+        if failed is None:
+            return None
+        exit_code = meta.get("exit_code")
+        failed = dataclasses.replace(
+            failed,
+            extra_env={
+                **failed.extra_env,
+                "DEPLOY_FAILED_JOB": pre.kind.value,
+                "DEPLOY_EXIT_CODE": "" if exit_code is None else str(exit_code),
+                "DEPLOY_FAILED_REASON": str(meta.get("reason") or meta.get("outcome") or "failed"),
+            },
+        )
+        job = self.queue.enqueue(failed, job_id=job_id)
+        if job is not None:
+            say(f"[INFO] PRE_DEPLOY of commit {pre.short} failed: FAILED_DEPLOY queued")
+        return job
 
     def wait_for(self, job: Job) -> JobStatus | None:
         while True:
@@ -224,12 +284,16 @@ class Poller:
                 say(f"[WARN] No clone in {self.checkout.path} any more; cloning the repository again")
                 self.checkout.ensure_cloned()
             head = self.checkout.remote_head()
-            if head != self.checkout.fetched:
+            moved = head != self.checkout.fetched
+            if moved:
                 self.checkout.fetch()
                 say(f"[INFO] New commit detected on {self.checkout.branch}: {self.checkout.fetched}")
             if self.sync_failures:
                 say(f"[INFO] Remote reachable again after {self.sync_failures} failed sync(s)")
+                self.sync_failures = 0
+                self.set_state(self.state, last_error=None)  # /status shows the recovery at once
             self.sync_failures = 0
+            self._count_sync("changed" if moved else "unchanged")
             self.last_error = None
             self.next_sync = time.monotonic() + self.interval
         except GitSyncError as exc:
@@ -239,7 +303,12 @@ class Poller:
                 say(f"[ERROR] Sync failed ({self.sync_failures} in a row): {exc}; next try in {delay:.0f}s")
             self.last_error = str(exc)
             self.next_sync = time.monotonic() + delay
-            self.set_state(self.state, last_error=str(exc))
+            self._count_sync("error")
+            self.set_state(self.state, last_error=str(exc), next_sync=time.time() + delay)
+
+    def _count_sync(self, result: str) -> None:
+        if self.metrics is not None:
+            self.metrics.sync(result)
 
     def decide(self) -> None:
         target = self.checkout.fetched
@@ -247,6 +316,7 @@ class Poller:
             return
         if self.tracker.head() != target:
             self.tracker.set_head(target)
+        self.failed_deploy()
         if self.queue.busy():
             return  # one job at a time: the deploy of target waits for the running one
         processed = self.tracker.processed()

@@ -601,6 +601,10 @@ class Settings(BaseSettings):
     KILL_GRACE: Seconds = Field(
         default=3.0, description="Seconds between SIGTERM and SIGKILL when a job is stopped"
     )
+    ENABLE_RQ_DASHBOARD: Flag = Field(
+        default=False,
+        description="Run rq-dashboard (the Procfile's dashboard process; about 45 MB of memory)",
+    )
     RQ_DASHBOARD_BIND: Annotated[str, BeforeValidator(_host)] = Field(
         default="127.0.0.1", description="Address rq-dashboard listens on"
     )

@@ -1,0 +1,63 @@
+"""``hotreload dashboard``: rq-dashboard on the deploy queues, when ENABLE_RQ_DASHBOARD is true.
+
+rq-dashboard reads its options from ``RQ_DASHBOARD_*`` environment variables, so the
+Redis URL (which may hold a password) and the basic-auth password go to it through the
+environment, never through its arguments (visible to every user in ``ps``). It listens
+on RQ_DASHBOARD_BIND (default 127.0.0.1, not rq-dashboard's own 0.0.0.0) and
+RQ_DASHBOARD_PORT (default 9181)::
+
+    hotreload dashboard          # the Procfile's `dashboard` process
+
+It costs about 45 MB of resident memory, so it is off by default; when off, the Procfile
+process idles in ``sleep`` (honcho stops every process when one exits).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+
+from producer.settings import Settings
+
+#: What rq-dashboard would read from our own environment; everything it gets is set here.
+_OWN = (
+    "RQ_DASHBOARD_REDIS_URL",
+    "RQ_DASHBOARD_USERNAME",
+    "RQ_DASHBOARD_PASSWORD",
+    "RQ_DASHBOARD_SETTINGS",
+    "RQ_DASHBOARD_DEBUG",  # Flask debug mode would serve an interactive debugger
+)
+
+
+def dashboard_env(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
+    """The environment rq-dashboard runs with: our settings, as its own variables."""
+    env = {k: v for k, v in environ.items() if k not in _OWN}
+    env["RQ_DASHBOARD_REDIS_URL"] = settings.redis_url_effective
+    env["RQ_DASHBOARD_BIND"] = settings.RQ_DASHBOARD_BIND
+    env["RQ_DASHBOARD_PORT"] = str(settings.RQ_DASHBOARD_PORT)
+    if settings.RQ_DASHBOARD_USERNAME and settings.RQ_DASHBOARD_PASSWORD is not None:
+        env["RQ_DASHBOARD_USERNAME"] = settings.RQ_DASHBOARD_USERNAME
+        env["RQ_DASHBOARD_PASSWORD"] = settings.RQ_DASHBOARD_PASSWORD.get_secret_value()
+    return env
+
+
+def run_dashboard(settings: Settings) -> int:
+    if not settings.ENABLE_RQ_DASHBOARD:
+        print("[INFO] rq-dashboard is off (set ENABLE_RQ_DASHBOARD=true to run it)", flush=True)
+        os.execvp("sleep", ["sleep", "infinity"])
+    auth = (
+        "basic auth on" if settings.RQ_DASHBOARD_USERNAME else "no auth: set RQ_DASHBOARD_USERNAME/_PASSWORD"
+    )
+    print(
+        f"[INFO] rq-dashboard on http://{settings.RQ_DASHBOARD_BIND}:{settings.RQ_DASHBOARD_PORT}/ ({auth})",
+        flush=True,
+    )
+    env = dashboard_env(settings, dict(os.environ))
+    program = shutil.which(
+        "rq-dashboard", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    )
+    if program:
+        os.execve(program, [program], env)
+    os.execve(sys.executable, [sys.executable, "-m", "rq_dashboard"], env)
+    return 1  # not reached

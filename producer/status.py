@@ -1,0 +1,185 @@
+"""What ``GET /status`` and ``hotreload status`` show: the deploy state of one instance, from Redis.
+
+The poller keeps a status hash (state, branch, checked-out commit, sync failures), the
+``CommitTracker`` the processed commit, the failing commit and the last run of each job
+kind; the RQ registries say which job runs right now. This module puts them together in
+one place, so the HTTP server and the CLI can never disagree::
+
+    status = deploy_status(redis, settings.keys, secrets=settings.secret_values())
+    status["state"]                         # "running"
+    status["last_runs"]["PRE_DEPLOY"]       # {"commit": ..., "outcome": "succeeded", ...}
+    print(render_table(status))
+
+No value here is a secret: nothing secret is written to Redis, and every text that came
+from a command or an error is masked with ``secrets`` once more on the way out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from rq.registry import StartedJobRegistry
+
+from workers.commit_tracker import CommitTracker
+from workers.contract import DeployKeys, JobKind
+
+#: States the poller reports, in the words of the issue and the README.
+STATES = ("not_started", "starting", "cloning", "pre_deploy", "running", "post_deploy", "failed")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def iso(value: Any) -> str | None:
+    """An epoch time (number or numeric text) as ISO 8601 UTC, None when unset."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    if seconds <= 0:
+        return None
+    moment = dt.datetime.fromtimestamp(seconds, tz=dt.UTC)
+    return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    number = _float(value)
+    return None if number is None else int(number)
+
+
+def mask(text: str | None, secrets: list[str] | tuple[str, ...]) -> str | None:
+    if not text:
+        return None
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def run_view(run: dict[str, str] | None, secrets: list[str] | tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """One run as shown to a person: commit, outcome, exit code, start, duration."""
+    if not run:
+        return None
+    return {
+        "run_id": run.get("run_id") or None,
+        "commit": run.get("commit") or None,
+        "outcome": run.get("outcome") or None,
+        "exit_code": _int(run.get("exit_code")),
+        "started_at": iso(run.get("started_at")),
+        "duration": _float(run.get("duration")),
+        "attempt": _int(run.get("attempt")),
+        "reason": mask(run.get("reason"), secrets),
+        "instance": run.get("instance") or None,
+    }
+
+
+def _live_state(connection: Any, keys: DeployKeys, state: str) -> str:
+    """The poller writes its state when it decides; which job runs right now refines it."""
+    if state not in ("pre_deploy", "post_deploy", "running"):
+        return state  # starting, cloning, failed: only the poller knows when they end
+    with connection.pipeline(transaction=False) as pipe:
+        for kind in (JobKind.PRE, JobKind.POST):
+            name = keys.queue(kind)
+            pipe.llen(f"rq:queue:{name}")
+            pipe.zcard(StartedJobRegistry(name, connection=connection).key)
+        pre_queued, pre_started, post_queued, post_started = (int(n) for n in pipe.execute())
+    if pre_queued or pre_started:
+        return "pre_deploy"
+    if post_queued or post_started:
+        return "post_deploy"
+    return state
+
+
+def deploy_status(
+    connection: Any, keys: DeployKeys, secrets: list[str] | tuple[str, ...] = ()
+) -> dict[str, Any]:
+    """The deploy state of one instance as a JSON-ready dict (raises redis.RedisError when unreachable)."""
+    raw = {_text(k): _text(v) for k, v in connection.hgetall(keys.status).items()}
+    tracker = CommitTracker(connection, keys)
+    processed = tracker.processed()
+    retry = tracker.retry_state()
+    sync_failures = _int(raw.get("sync_failures")) or 0
+    state = _live_state(connection, keys, raw.get("state") or "not_started")
+    failing = None
+    if retry and retry.commit != processed:
+        failing = {
+            "commit": retry.commit,
+            "attempts": retry.attempts,
+            "failed_at": iso(retry.failed_at),
+            "reason": mask(retry.reason, secrets),
+            "next_retry": iso(raw.get("next_retry")),
+        }
+    return {
+        "deployment": keys.deployment,
+        "instance": keys.instance,
+        "state": state,
+        "branch": raw.get("branch") or None,
+        "checked_out": raw.get("checked_out") or None,
+        "processed": processed,
+        "head": tracker.head(),
+        "sync_failures": sync_failures,
+        "next_sync_retry": iso(raw.get("next_sync")) if sync_failures else None,
+        "last_error": mask(raw.get("last_error"), secrets)
+        if sync_failures or state in ("cloning", "failed")
+        else None,
+        "failing_commit": failing,
+        "next_retry": iso(raw.get("next_retry")) if failing else None,
+        "last_runs": {kind.value: run_view(tracker.last_run(kind), secrets) for kind in JobKind},
+        "updated_at": iso(raw.get("updated_at")),
+    }
+
+
+def _short(commit: Any) -> str:
+    return str(commit)[:7] if commit else "-"
+
+
+def _run_line(run: dict[str, Any] | None) -> str:
+    if not run:
+        return "never ran"
+    parts = [_short(run.get("commit")), str(run.get("outcome") or "-")]
+    if run.get("exit_code") is not None:
+        parts.append(f"exit {run['exit_code']}")
+    if run.get("started_at"):
+        parts.append(f"at {run['started_at']}")
+    if run.get("duration") is not None:
+        parts.append(f"{run['duration']:.2f}s")
+    return ", ".join(parts)
+
+
+def render_table(status: dict[str, Any]) -> str:
+    """``hotreload status`` without --json: one aligned line per fact."""
+    rows: list[tuple[str, str]] = [
+        ("Deployment", f"{status['deployment']} (instance {status['instance']})"),
+        ("State", str(status["state"])),
+        ("Branch", status["branch"] or "-"),
+        ("Checked out", status["checked_out"] or "-"),
+        ("Processed", status["processed"] or "-"),
+        ("Sync failures", str(status["sync_failures"])),
+    ]
+    if status.get("next_sync_retry"):
+        rows.append(("Next sync", status["next_sync_retry"]))
+    if status.get("last_error"):
+        rows.append(("Last error", status["last_error"]))
+    failing = status.get("failing_commit")
+    if failing:
+        rows.append(
+            (
+                "Failing commit",
+                f"{_short(failing['commit'])} ({failing['attempts']} attempt(s): {failing['reason']})",
+            )
+        )
+        rows.append(("Next retry", failing.get("next_retry") or "-"))
+    for kind, run in status["last_runs"].items():
+        rows.append((f"Last {kind}", _run_line(run)))
+    rows.append(("Updated", status.get("updated_at") or "-"))
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)
