@@ -22,6 +22,12 @@ if TYPE_CHECKING:
     from producer.settings import Settings
 
 EXIT_CONFIG = 2
+#: The poller's Procfile peers report bad configuration only after this pause: under honcho
+#: the poller has printed the problems and exited by then, and honcho stops the peers, so
+#: each problem shows once instead of once per process. Run alone, they report it late.
+PEER_REPORT_DELAY = 2.0
+PROCFILE_PEERS = frozenset({"worker", "app", "redis", "dashboard"})
+_running: dict[str, str] = {"command": ""}
 
 
 def load() -> Settings:
@@ -30,6 +36,8 @@ def load() -> Settings:
     try:
         return load_settings()
     except ConfigError as exc:
+        if _running["command"] in PROCFILE_PEERS:
+            time.sleep(PEER_REPORT_DELAY)
         for problem in exc.problems:
             print(f"hotreload: configuration error: {problem}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG) from None
@@ -242,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler, _ = COMMANDS[args.command]
+    _running["command"] = args.command
     try:
         return handler(args)
     except KeyboardInterrupt:
