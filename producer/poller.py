@@ -27,9 +27,11 @@ from rq.job import Job, JobStatus
 
 from producer.deploy_queue import DeployQueue
 from producer.git_sync import GitCheckout, GitSyncError
+from producer.replicas import RECHECK_INTERVAL, Replicas
 from producer.settings import Settings
 from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind, JobSpec
+from workers.lease import LEASE_TTL, Lease
 
 if TYPE_CHECKING:
     from producer.metrics import Metrics
@@ -67,6 +69,9 @@ class Poller:
         self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
         self.tracker = CommitTracker(self.connection, self.keys)
         self.queue = DeployQueue(self.connection, self.keys)
+        self.replicas = Replicas(self.connection, self.keys, self.tracker)
+        self.recheck_at: float | None = None  # monotonic: look again soon (a replica runs PRE_DEPLOY)
+        self.waiting_note: tuple[str, str, str] | None = None
         self.secrets = settings.secret_values()
         self.interval = float(settings.GITHUB_SYNC_INTERVAL)
         self.checkout = GitCheckout(
@@ -136,7 +141,9 @@ class Poller:
                 say(f"[WARN] Could not update the {kind.value} job repository: {exc}; using the copy on disk")
 
     # -- specs -------------------------------------------------------------------------
-    def spec(self, kind: JobKind, commit: str, previous: str | None, attempt: int) -> JobSpec | None:
+    def spec(
+        self, kind: JobKind, commit: str, previous: str | None, attempt: int, lease: str = ""
+    ) -> JobSpec | None:
         job = self.settings.job(kind)
         if not job.enabled or not job.command:
             return None
@@ -155,15 +162,17 @@ class Poller:
             instance=self.keys.instance,
             attempt=attempt,
             boot=self.boot_number,
+            lease=lease,
+            once=kind is JobKind.POST and self.settings.POST_DEPLOY_SCOPE == "once",
         )
 
-    def start_deploy(self, commit: str, attempt: int) -> Job | None:
+    def start_deploy(self, commit: str, attempt: int, lease: Lease | None = None) -> Job | None:
         """Check out ``commit`` and enqueue its jobs; returns the PRE_DEPLOY job (None if none)."""
         previous = self.tracker.processed()
         self.checkout.checkout(commit)
         self.update_job_checkouts()
         self.tracker.set_head(self.checkout.fetched or commit)
-        pre = self.spec(JobKind.PRE, commit, previous, attempt)
+        pre = self.spec(JobKind.PRE, commit, previous, attempt, lease=lease.value if lease else "")
         post = self.spec(JobKind.POST, commit, previous, attempt)
         if pre is None:
             # Nothing strict to run: the commit is deployed as soon as it is checked out.
@@ -187,18 +196,36 @@ class Poller:
         self.clone_with_retry()
         commit = self.checkout.fetch()
         self.tracker.set_head(commit)
-        record = self.tracker.commit_record(commit)
-        if self.tracker.processed() == commit or record.get("pre_deploy_outcome") == "succeeded":
-            say(
-                f"[INFO] Commit {commit[:7]} already deployed (PRE_DEPLOY succeeded before); starting the app"
-            )
-            self.checkout.checkout(commit)
-            self.tracker.mark_processed(commit)
-            self.open_gate()
-            return True
-        retry = self.tracker.retry_state()
-        attempt = retry.attempts + 1 if retry and retry.commit == commit else 1
-        pre_job = self.start_deploy(commit, attempt)
+        seen: tuple[str, str] | None = None
+        while True:
+            record = self.replicas.record(commit)
+            if self.tracker.processed() == commit or self.replicas.current(commit, record):
+                say(
+                    f"[INFO] Commit {commit[:7]} already deployed (PRE_DEPLOY succeeded before); starting the app"
+                )
+                self.follow(commit, record, booting=True)
+                self.open_gate()
+                return True
+            if seen is not None and self.replicas.marker(record) != seen and self.replicas.failed(record):
+                # The replica this boot waited for saw the PRE_DEPLOY fail: as if it had failed here.
+                say(
+                    f"[ERROR] PRE_DEPLOY job for commit {commit[:7]} "
+                    f"{record.get('pre_reason') or 'failed'} on instance {record.get('pre_instance')}"
+                )
+                say(BOOT_FAILED)
+                self.set_state("failed", last_error="initial PRE_DEPLOY failed")
+                return False
+            seen = seen or self.replicas.marker(record)
+            self.replicas.adopt_failure(commit, record)
+            retry = self.tracker.retry_state()
+            attempt = retry.attempts + 1 if retry and retry.commit == commit else 1
+            may_run, lease = self.claim(commit, record)
+            if may_run:
+                break
+            # Another replica runs the boot PRE_DEPLOY of this deployment: wait for its outcome.
+            self.wait_for_replica(commit, None)
+            self.connection.blpop([self.keys.commands], timeout=RECHECK_INTERVAL)
+        pre_job = self.leased_deploy(commit, attempt, lease)
         if pre_job is None:
             self.open_gate()
             return True
@@ -311,6 +338,7 @@ class Poller:
             self.metrics.sync(result)
 
     def decide(self) -> None:
+        self.recheck_at = None
         target = self.checkout.fetched
         if not target:
             return
@@ -330,6 +358,19 @@ class Poller:
                 self.set_state("running", processed=processed, checked_out=processed)
             return
         self.unchanged_logged = None
+        record = self.replicas.record(target)
+        if self.replicas.current(target, record):
+            self.follow(target, record)
+            return
+        if self.replicas.succeeded(record) and not self.remote_still_at(target):
+            return  # a past deploy of target, but the branch moved on already: decide on the new head
+        adopted = self.replicas.adopt_failure(target, record)
+        if adopted is not None:
+            say(
+                f"[ERROR] PRE_DEPLOY job for commit {target[:7]} {adopted.reason} on instance "
+                f"{record.get('pre_instance')} (attempt {adopted.attempts}); commit not processed, "
+                f"the app stays on {processed[:7] if processed else 'no commit'}; will retry"
+            )
         retry = self.tracker.retry_state()
         attempt = 1
         if retry and retry.commit == target:
@@ -346,7 +387,91 @@ class Poller:
                 return
             attempt = retry.attempts + 1
         self.retry_at = None
-        self.start_deploy(target, attempt)
+        may_run, lease = self.claim(target, record)
+        if not may_run:
+            self.wait_for_replica(target, processed)
+            return
+        self.leased_deploy(target, attempt, lease)
+
+    # -- replicas (producer.replicas) ----------------------------------------------------
+    def claim(self, commit: str, record: dict[str, str]) -> tuple[bool, Lease | None]:
+        """May this instance run the PRE_DEPLOY of ``commit`` now, and under which lease."""
+        pre = self.settings.job(JobKind.PRE)
+        if not (pre.enabled and pre.command):
+            return True, None  # nothing strict to run: every replica deploys on its own
+        lease = self.replicas.claim(commit, record)
+        return lease is not None, lease
+
+    def leased_deploy(self, commit: str, attempt: int, lease: Lease | None) -> Job | None:
+        """``start_deploy`` under the PRE_DEPLOY lease: handed over to the queued job, else released."""
+        self.waiting_note = None
+        try:
+            pre_job = self.start_deploy(commit, attempt, lease)
+        except BaseException:
+            self.replicas.drop()
+            raise
+        if lease is not None:
+            self.replicas.hand_over(pre_job)
+        return pre_job
+
+    def follow(self, commit: str, record: dict[str, str], booting: bool = False) -> None:
+        """Deploy ``commit`` without running its PRE_DEPLOY: it succeeded already, on a replica or here."""
+        previous = self.tracker.processed()
+        self.waiting_note = None
+        self.checkout.checkout(commit)
+        self.tracker.mark_processed(commit)
+        if previous == commit:
+            return
+        if not booting:
+            self.update_job_checkouts()
+        post = None
+        if self.settings.POST_DEPLOY_SCOPE == "each":
+            # POST_DEPLOY_SCOPE=once: the replica that ran PRE_DEPLOY runs it (workers.job.claim_lease).
+            post = self.spec(JobKind.POST, commit, previous, 1)
+            if post is not None:
+                self.queue.enqueue(post)
+        if booting:
+            return  # the boot opens the gate itself
+        self.connection.rpush(self.keys.app_events, f"deployed {commit}")
+        self.connection.expire(self.keys.app_events, 3600)
+        say(
+            f"[INFO] Commit {commit[:7]} deployed: PRE_DEPLOY succeeded on instance "
+            f"{record.get('pre_instance') or '?'} (not run again here)"
+        )
+        self.set_state(
+            "post_deploy" if post else "running", processed=commit, checked_out=commit, waiting_for=""
+        )
+
+    def wait_for_replica(self, commit: str, processed: str | None) -> None:
+        """Another replica holds the PRE_DEPLOY lease: stay on the processed commit, look again soon."""
+        self.restore(processed)
+        self.recheck_at = time.monotonic() + RECHECK_INTERVAL
+        holder = self.replicas.holder()
+        if holder is None:
+            return  # a run just ended: the next look decides on its outcome
+        note = (commit, holder.instance, holder.token)
+        if note != self.waiting_note:
+            self.waiting_note = note
+            if holder.instance == self.keys.instance:
+                whose = f"an earlier run of this instance (it expires within {LEASE_TTL:.0f}s)"
+            else:
+                whose = f"instance {holder.instance}"
+            if holder.commit == commit:
+                say(f"[INFO] Commit {commit[:7]}: PRE_DEPLOY is running on {whose}; waiting for its outcome")
+            else:
+                say(
+                    f"[INFO] Commit {commit[:7]} waits: {whose} is running the PRE_DEPLOY "
+                    f"of commit {holder.commit[:7]}"
+                )
+        self.set_state("waiting", processed=processed or "", waiting_for=holder.instance)
+
+    def remote_still_at(self, commit: str) -> bool:
+        """Before running a past commit's PRE_DEPLOY again (a revert), make sure the branch is really there."""
+        self.sync_remote()
+        if self.checkout.fetched == commit:
+            return True
+        self.recheck_at = time.monotonic()
+        return False
 
     def restore(self, processed: str | None) -> None:
         """Outside a deploy the workspace is at the processed commit (after a failed PRE_DEPLOY too)."""
@@ -370,6 +495,8 @@ class Poller:
         until = self.next_sync
         if self.retry_at is not None:
             until = min(until, time.monotonic() + max(0.0, self.retry_at - time.time()))
+        if self.recheck_at is not None:
+            until = min(until, self.recheck_at)
         timeout = max(0.01, until - time.monotonic())
         item = self.connection.blpop([self.keys.commands], timeout=timeout)
         if item is None:

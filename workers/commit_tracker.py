@@ -139,7 +139,13 @@ class CommitTracker:
             pipe.expire(key, 30 * 24 * 3600)
             pipe.zadd(self.keys.commits, {commit: now}, nx=True)
             pipe.zremrangebyrank(self.keys.commits, 0, -RUN_HISTORY - 1)
+            if kind is JobKind.PRE and outcome == "succeeded":
+                pipe.set(self.keys.deployed, commit)
             pipe.execute()
+
+    def deployed(self) -> str | None:
+        """The commit of the deployment's last successful PRE_DEPLOY (any replica)."""
+        return _text(self.connection.get(self.keys.deployed))
 
     def adopt_failure(self, commit: str, attempts: int, failed_at: float, reason: str) -> RetryState:
         """Take over the retry state of a PRE_DEPLOY another replica ran and saw fail."""

@@ -211,6 +211,11 @@ class DeployKeys:
         """Sorted set of the commits with a per-commit record, by first record time (for /status)."""
         return f"{self.prefix}:commits"
 
+    @property
+    def deployed(self) -> str:
+        """The commit whose PRE_DEPLOY succeeded last in the deployment: a record older than that is a past deploy."""
+        return f"{self.prefix}:deployed"
+
     def job_id(self, spec: JobSpec) -> str:
         return (
             f"{self.deployment}-{self.instance}-{spec.commit[:12]}-{spec.kind.slug}"
