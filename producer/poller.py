@@ -162,6 +162,7 @@ class Poller:
             instance=self.keys.instance,
             attempt=attempt,
             boot=self.boot_number,
+            generation=self.tracker.generation(),
             lease=lease,
             once=kind is JobKind.POST and self.settings.POST_DEPLOY_SCOPE == "once",
         )
