@@ -16,6 +16,7 @@ commit; a run asked for by hand is never deduplicated and its description ends i
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from typing import Any, TextIO
@@ -116,6 +117,9 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
     spec = poller.spec(kind, commit, previous, 1)
     if spec is None:  # pragma: no cover - enabled was checked above
         raise ToolError(f"{kind.value}_COMMAND is not set")
+    if "once" in {f.name for f in dataclasses.fields(spec)}:
+        # Asked for by hand: run it even though this commit's POST_DEPLOY ran already somewhere.
+        spec = dataclasses.replace(spec, once=False)
     description = f"{spec.description()} (hotreload run)"
     job = poller.queue.enqueue(spec, job_id=manual_job_id(keys, kind, commit), description=description)
     assert job is not None  # a manual run is never deduplicated
