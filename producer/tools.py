@@ -66,7 +66,7 @@ def cmd_jobs(settings: Settings, connection: redis.Redis, args: argparse.Namespa
     if not runs:
         print("No runs yet.")
         return 0
-    header = ("RUN", "KIND", "COMMIT", "OUTCOME", "EXIT", "STARTED", "DURATION")
+    header = ("RUN", "KIND", "COMMIT", "OUTCOME", "EXIT", "STARTED", "DURATION", "INSTANCE")
     rows = [
         (
             run.id,
@@ -76,6 +76,7 @@ def cmd_jobs(settings: Settings, connection: redis.Redis, args: argparse.Namespa
             "-" if run.exit_code is None else str(run.exit_code),
             _when(run.started_at),
             "-" if run.duration is None else f"{float(run.duration):.2f}s",
+            run.instance or "-",
         )
         for run in runs
     ]

@@ -108,10 +108,17 @@ def test_push_webhook_sync_and_the_cli_on_the_running_stack(tmp_path, remote: Gi
     first = remote.commit(JOBS)
     # A long interval: only the webhook or `hotreload sync` can make a deploy start within seconds.
     stack = stack_factory(
-        remote, GITHUB_SYNC_INTERVAL="300", GITHUB_WEBHOOK_SECRET=SECRET, **job_env(tmp_path)
+        remote,
+        GITHUB_SYNC_INTERVAL="300",
+        GITHUB_WEBHOOK_SECRET=SECRET,
+        DEV_START_COMMAND="echo app crashing; exit 7",
+        **job_env(tmp_path),
     )
     wait_until(lambda: marks(tmp_path, "post", first), 60, what="boot deploy")
     wait_until(lambda: status(stack).get("state") == "running", 15, what="state running")
+    # The app crashed: the health endpoint still answers (the container stays up to be debugged).
+    stack.wait_for_log("DEV_START_COMMAND exited with code 7")
+    assert get(stack, "/dev_health")[0] == 200
 
     # Webhook: a push elsewhere does nothing, a push to the branch deploys at once.
     second = remote.commit({"README": "two"})
@@ -309,3 +316,14 @@ def test_rq_dashboard_lists_the_deploy_job_with_its_description_and_output(
         f"http://admin:{password}@127.0.0.1:{port}/0/view/job/{run_id}", tmp_path / "chromium", "--dump-dom"
     )
     assert f"migrating {sha}" in detail.stdout and description in detail.stdout
+
+
+def test_health_and_status_answer_while_the_clone_keeps_failing(tmp_path, stack_factory):
+    stack = stack_factory(None, GITHUB_REPO_URL=str(tmp_path / "missing.git"), GITHUB_BRANCH="main")
+    stack.wait_for_log("[ERROR] Clone failed (attempt 1)")
+    code, body = get(stack, "/dev_health")
+    assert code == 200 and json.loads(body)["state"] == "cloning"
+    current = wait_until(
+        lambda: status(stack).get("state") == "cloning" and status(stack), 10, what="/status"
+    )
+    assert "missing.git" in current["last_error"] and current["processed"] is None

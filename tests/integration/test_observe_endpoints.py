@@ -215,6 +215,13 @@ def test_status_is_the_deploy_state_from_redis_without_secrets(server: Server):
     assert status["next_retry"] and status["sync_failures"] == 0
     assert TOKEN not in body.decode() and SECRET not in body.decode()
 
+    # What runs right now refines the poller's state: a POST_DEPLOY waiting or running.
+    client.hset(keys.status, "state", "pre_deploy")
+    client.rpush(f"rq:queue:{keys.queue(JobKind.POST)}", "some-post-job")
+    assert json.loads(server.get("/status")[1])["state"] == "post_deploy"
+    client.delete(f"rq:queue:{keys.queue(JobKind.POST)}")
+    client.hset(keys.status, "state", "failed")
+
     # The CLI shows the same content.
     cli = subprocess.run(
         [HOTRELOAD, "status", "--json"],
