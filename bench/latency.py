@@ -53,11 +53,18 @@ def send_webhook(port: int, secret: str, branch: str, sha: str) -> bool:
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return 200 <= response.status < 300
+            answer = response.read()
     except urllib.error.HTTPError as exc:
         if exc.code in (404, 405, 501):
             return False
         raise BenchError(f"the webhook answered {exc.code}: {exc.read()[:200]!r}") from None
+    try:
+        action = json.loads(answer).get("action")
+    except (ValueError, AttributeError):
+        action = None
+    if action != "sync":
+        raise BenchError(f"the webhook did not ask for a sync: {answer[:200]!r}")
+    return True
 
 
 @dataclass
