@@ -212,3 +212,4 @@ def test_wrong_token_logs_a_clean_error_and_retries(tmp_path, stack_factory):
     assert wrong not in log
     assert "Traceback" not in log
     assert not marks(tmp_path), "the app started without a clone"
+    assert "[APP] Starting DEV_START_COMMAND" not in log

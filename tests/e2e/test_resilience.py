@@ -61,6 +61,7 @@ def test_missing_remote_failing_fetch_and_a_broken_cycle_never_stop_the_loop(
     body = health(port)
     assert body is not None and body["state"] == "cloning" and body["booted"] is False, body
     assert not marks(tmp_path), "a job or the app ran without a clone"
+    assert "[APP] Starting DEV_START_COMMAND" not in log, "the app started before the boot deploy"
 
     # The remote appears (created aside, then moved in at once, as a push to a new repo would).
     staging = tmp_path / "staging"
@@ -93,6 +94,9 @@ def test_missing_remote_failing_fetch_and_a_broken_cycle_never_stop_the_loop(
     before = stack.log().count("[ERROR]")
     os.rename(workspace / ".git", workspace / ".git.away")
     errors_logged_after(before)
+    # git stays pinned to the workspace: it must not go looking for a repository in the
+    # parent folders (or the poller's cwd, hotreload's own checkout) and work on that one.
+    stack.wait_for_log(f"not a git repository: '{workspace}/.git", 10)
     os.rename(workspace / ".git.away", workspace / ".git")
     third = remote.commit({"README": "third"})
     wait_until(lambda: f"pre {third}" in marks(tmp_path), 20, what="the commit after the .git came back")
