@@ -114,21 +114,32 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
     branch = connection.hget(keys.status, "branch")
     poller.checkout.branch = _text(branch) if branch else settings.GITHUB_BRANCH
     poller.boot_number = int(connection.get(keys.boots) or 0)
-    spec = poller.spec(kind, commit, previous, 1)
-    if spec is None:  # pragma: no cover - enabled was checked above
-        raise ToolError(f"{kind.value}_COMMAND is not set")
-    if "once" in {f.name for f in dataclasses.fields(spec)}:
-        # Asked for by hand: run it even though this commit's POST_DEPLOY ran already somewhere.
-        spec = dataclasses.replace(spec, once=False)
-    description = f"{spec.description()} (hotreload run)"
-    job = poller.queue.enqueue(spec, job_id=manual_job_id(keys, kind, commit), description=description)
-    assert job is not None  # a manual run is never deduplicated
-    print(
-        f"[INFO] {description} queued as {job.id} [in {spec.cwd}, timeout {spec.timeout}s]",
-        file=out,
-        flush=True,
-    )
+    lease = ""
+    if kind is JobKind.PRE:
+        # Like the poller: a PRE_DEPLOY runs under the deployment's lease, never beside a replica's.
+        claimed = poller.replicas.claim(commit, poller.replicas.record(commit))
+        if claimed is None:
+            raise ToolError(
+                "another instance of this deployment is running a PRE_DEPLOY now (it holds the lease); "
+                "try again when it is done"
+            )
+        lease = claimed.value
     try:
+        spec = poller.spec(kind, commit, previous, 1, lease=lease)
+        if spec is None:  # pragma: no cover - enabled was checked above
+            raise ToolError(f"{kind.value}_COMMAND is not set")
+        # Asked for by hand: run it even if this commit's POST_DEPLOY ran already (POST_DEPLOY_SCOPE=once).
+        spec = dataclasses.replace(spec, once=False)
+        description = f"{spec.description()} (hotreload run)"
+        job = poller.queue.enqueue(spec, job_id=manual_job_id(keys, kind, commit), description=description)
+        assert job is not None  # a manual run is never deduplicated
+        if lease:
+            poller.replicas.hand_over(job)  # its work horse renews the lease from its start
+        print(
+            f"[INFO] {description} queued as {job.id} [in {spec.cwd}, timeout {spec.timeout}s]",
+            file=out,
+            flush=True,
+        )
         code = _summary(kind, follow(job, out), out)
         if kind is JobKind.PRE and code != 0:
             failed = poller.failed_deploy(job, job_id=manual_job_id(keys, JobKind.FAILED, commit))
@@ -137,9 +148,11 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
                 _summary(JobKind.FAILED, follow(failed, out), out)
     except KeyboardInterrupt:
         print(
-            f"\nhotreload: stopped following; the job goes on in the worker (hotreload logs {job.id})",
+            "\nhotreload: stopped following; the job goes on in the worker (hotreload jobs shows it)",
             file=sys.stderr,
             flush=True,
         )
         return 130
+    finally:
+        poller.replicas.drop()  # stop renewing; a lease the job took over is the job's to release
     return code
