@@ -183,6 +183,15 @@ def test_push_webhook_sync_and_the_cli_on_the_running_stack(tmp_path, remote: Gi
     for text in (stack.log(), json.dumps(current), get(stack, "/metrics")[1].decode()):
         assert SECRET not in text
 
+    # A burst of pushes, each with its webhook, is merged: few PRE_DEPLOY runs, the last commit deployed.
+    burst = []
+    for n in range(6):
+        burst.append(remote.commit({"README": f"burst {n}"}))
+        assert webhook(stack, remote.branch, burst[-1])[0] == 202
+    wait_until(lambda: marks(tmp_path, "post", burst[-1]), 30, what="the burst's last commit deployed")
+    ran = [row for row in marks(tmp_path, "pre") if row[2] in burst]
+    assert 1 <= len(ran) <= 3, f"{len(ran)} PRE_DEPLOY runs for a burst of 6 pushes"
+
 
 def test_failed_deploy_runs_at_boot_before_the_container_exits(tmp_path, remote: GitRemote, stack_factory):
     sha = remote.commit({**JOBS, "scripts/pre-deploy/migrate.sh": 'echo "[PRE-DEPLOY] no db"; exit 3\n'})
