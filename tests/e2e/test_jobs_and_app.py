@@ -245,7 +245,8 @@ def test_a_timed_out_pre_deploy_is_killed_with_all_its_processes(tmp_path, remot
         # Only the first attempt hangs, so a retry cannot start new processes while we look.
         'if [ "$DEPLOY_ATTEMPT" != 1 ]; then exit 1; fi\n'
         f"(exec -a {marker}-bg sleep 300) &\n"
-        f"setsid bash -c 'exec -a {marker}-setsid sleep 300' &\n"
+        # Left the job's process group and ignores SIGTERM: only the SIGKILL after KILL_GRACE ends it.
+        f"setsid bash -c 'trap \"\" TERM; exec -a {marker}-setsid sleep 300' &\n"
         'echo "$(date +%s.%N) pre-hang $DEPLOY_COMMIT_SHA" >> "$MARKS"\n'
         "sleep 300\n"
     )
@@ -402,6 +403,7 @@ def test_ctrl_c_during_the_boot_pre_deploy_stops_everything_and_records_the_run_
 
     elapsed = stop_and_measure(stack, marker, signal.SIGINT)
     assert elapsed < 10, f"stopping took {elapsed:.1f}s"
+    assert "sending SIGKILL" not in stack.log(), "a process had to be killed by honcho"
     run = CommitTracker(client(stack), KEYS).last_run(JobKind.PRE)
     assert run is not None and run["commit"] == first
     assert run["outcome"] == "interrupted"
