@@ -16,6 +16,7 @@ processes, the idle placeholder, the dashboard if the Procfile has one.
 from __future__ import annotations
 
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,13 +32,15 @@ class IdleCost:
     interval: float
     cpu_tree: float  # seconds, honcho's tree
     cpu_redis: float  # seconds, the redis-server
+    #: Sync cycles counted by the poller itself; None when it does not serve /metrics.
     cycles_observed: float | None
     cpu_by_role: dict[str, float]
     processes: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def cycles(self) -> float:
-        return self.seconds / self.interval
+        """The poller's own count; else one per interval (a cycle lasts a little longer: fewer really)."""
+        return self.cycles_observed or self.seconds / self.interval
 
     @property
     def cpu_ms_per_cycle(self) -> float:
@@ -66,16 +69,26 @@ class IdleCost:
         return sum(p["pss_kb"] for p in self.counted) / 1024
 
 
-def _poll_cycles(deploys: Deploys) -> int:
-    # Each poller cycle asks DeployQueue.busy(): one LLEN per queue (3). Informational only.
-    stats = deploys.server.client().info("commandstats")
-    return int(stats.get("cmdstat_llen", {}).get("calls", 0))
+def sync_count(deploys: Deploys) -> float | None:
+    """Syncs so far by the poller's own count (``hotreload_syncs_total`` on /metrics), if it serves one."""
+    url = f"http://127.0.0.1:{deploys.stack.env['DEV_HEALTH_PORT']}/metrics"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+    except (OSError, ValueError):
+        return None
+    total, found = 0.0, False
+    for line in text.splitlines():
+        if line.startswith("hotreload_syncs_total{"):
+            total += float(line.rsplit(" ", 1)[1])
+            found = True
+    return total if found else None
 
 
 def measure_idle(deploys: Deploys, seconds: float) -> IdleCost:
     roles = deploys.roles()
     redis_pid = deploys.server.process.pid if deploys.server.process else None
-    llen_before = _poll_cycles(deploys)
+    syncs_before = sync_count(deploys)
     before = proc.snapshot(deploys.stack.pid, roles)
     redis_before = proc.snapshot(redis_pid) if redis_pid else {}
     started = time.monotonic()
@@ -83,7 +96,7 @@ def measure_idle(deploys: Deploys, seconds: float) -> IdleCost:
     after = proc.snapshot(deploys.stack.pid, roles)
     redis_after = proc.snapshot(redis_pid) if redis_pid else {}
     elapsed = time.monotonic() - started
-    llen_after = _poll_cycles(deploys)
+    syncs_after = sync_count(deploys)
     by_role = proc.cpu_by_role(before, after)
     cpu_redis = proc.tree_cpu(redis_after) - proc.tree_cpu(redis_before)
     by_role["redis-server (external)"] = cpu_redis
@@ -103,7 +116,9 @@ def measure_idle(deploys: Deploys, seconds: float) -> IdleCost:
         interval=deploys.interval,
         cpu_tree=proc.tree_cpu(after) - proc.tree_cpu(before),
         cpu_redis=cpu_redis,
-        cycles_observed=(llen_after - llen_before) / 3,
+        cycles_observed=(
+            syncs_after - syncs_before if syncs_before is not None and syncs_after is not None else None
+        ),
         cpu_by_role={k: round(v, 3) for k, v in by_role.items()},
         processes=processes,
     )

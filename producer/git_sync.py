@@ -28,6 +28,10 @@ CREDENTIAL_HELPER = (
 )
 
 
+def _is_sha(text: str) -> bool:
+    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
+
+
 class GitSyncError(Exception):
     """A git operation failed; the message is safe to log (secrets masked)."""
 
@@ -174,10 +178,36 @@ class GitCheckout:
         return sha
 
     def head(self) -> str | None:
+        # The poller asks on every idle cycle: read .git's files (no process) when they are plain.
+        fast = self._head_from_files()
+        if fast is not None:
+            return fast
         try:
             return self._git("rev-parse", "--verify", "--quiet", "HEAD").strip() or None
         except git.GitCommandError:
             return None
+
+    def _head_from_files(self) -> str | None:
+        """HEAD as git resolves it (loose ref, then packed-refs); None when in doubt, to ask git."""
+        git_dir = self.path / ".git"
+        try:
+            head = (git_dir / "HEAD").read_text().strip()
+            if not head.startswith("ref: "):
+                return head if _is_sha(head) else None
+            ref = head[len("ref: ") :]
+            if not ref.startswith("refs/") or ".." in ref:
+                return None
+            loose = git_dir / ref
+            if loose.is_file():
+                sha = loose.read_text().strip()
+                return sha if _is_sha(sha) else None
+            for line in (git_dir / "packed-refs").read_text().splitlines():
+                sha, _, name = line.partition(" ")
+                if name == ref:
+                    return sha if _is_sha(sha) else None
+        except (OSError, UnicodeDecodeError):
+            return None
+        return None
 
     def checkout(self, commit: str) -> None:
         """Put the working tree at ``commit`` on the local branch; untracked files stay."""
