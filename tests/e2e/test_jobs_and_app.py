@@ -357,11 +357,18 @@ HANGING_PRE = (
 
 
 def stop_and_measure(stack: Stack, marker: str, signum: int) -> float:
-    """Send ``signum`` to honcho's process group (what Ctrl-C in a terminal does) and time the stop."""
+    """Stop the stack as a user does and time it until none of its processes is left.
+
+    SIGTERM goes to honcho alone (what a container runtime does to PID 1); SIGINT to honcho's
+    process group (what Ctrl-C in a terminal does).
+    """
     assert stack.process is not None
     started = time.monotonic()
-    os.killpg(stack.process.pid, signum)
-    stack.wait_exit(15)
+    if signum == signal.SIGINT:
+        os.killpg(stack.process.pid, signum)
+    else:
+        os.kill(stack.process.pid, signum)
+    assert stack.wait_exit(15) == 128 + signum, "honcho exits with the signal's conventional code"
     wait_until(lambda: not stack_processes(stack), 15, what="every process of the stack to end")
     elapsed = time.monotonic() - started
     assert not marker_processes(marker), "a job process survived the stop"
