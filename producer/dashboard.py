@@ -30,6 +30,9 @@ _OWN = (
 )
 
 
+_KEEP_RUNNING = 'while :; do "$@"; echo "[WARN] rq-dashboard exited with code $?; starting it again in 10s"; sleep 10; done'
+
+
 def dashboard_env(settings: Settings, environ: dict[str, str]) -> dict[str, str]:
     """The environment rq-dashboard runs with: our settings, as its own variables."""
     env = {k: v for k, v in environ.items() if k not in _OWN}
@@ -57,7 +60,8 @@ def run_dashboard(settings: Settings) -> int:
     program = shutil.which(
         "rq-dashboard", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     )
-    if program:
-        os.execve(program, [program], env)
-    os.execve(sys.executable, [sys.executable, "-m", "rq_dashboard"], env)
+    command = [program] if program else [sys.executable, "-m", "rq_dashboard"]
+    # honcho stops the whole stack when one process exits: a dashboard that dies (its port taken)
+    # must not take the deploys down with it, so a 2 MB shell starts it again instead.
+    os.execve("/bin/sh", ["/bin/sh", "-c", _KEEP_RUNNING, "rq-dashboard", *command], env)
     return 1  # not reached
