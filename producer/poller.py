@@ -194,6 +194,8 @@ class Poller:
         dropped = self.queue.purge_leftovers()
         if dropped:
             say(f"[INFO] Dropped {dropped} job(s) queued by an earlier boot")
+        if self.replicas.release_left_by_earlier_boot():
+            say("[INFO] Released the PRE_DEPLOY lease an earlier run of this instance left behind")
         self.clone_with_retry()
         commit = self.checkout.fetch()
         self.tracker.set_head(commit)

@@ -26,7 +26,7 @@ from rq.job import Job
 
 from workers.commit_tracker import CommitTracker, RetryState
 from workers.contract import DeployKeys, JobKind, Outcome
-from workers.lease import Heartbeat, Holder, Lease, job_lease_key
+from workers.lease import Heartbeat, Holder, Lease, job_lease_key, release_left_by
 
 #: Seconds between two looks at the record while another replica runs a PRE_DEPLOY.
 RECHECK_INTERVAL = 0.5
@@ -93,6 +93,10 @@ class Replicas:
     # -- the lease ---------------------------------------------------------------------
     def holder(self) -> Holder | None:
         return Holder.parse(self.connection.get(self.lease_key))
+
+    def release_left_by_earlier_boot(self) -> bool:
+        """A lease held under this INSTANCE_ID at boot was left by a run that is gone: don't wait out its TTL."""
+        return release_left_by(self.connection, self.lease_key, self.keys.instance)
 
     def claim(self, commit: str, record: dict[str, str]) -> Lease | None:
         """Take the PRE_DEPLOY lease for ``commit``; None when another claim holds it or the record moved on."""

@@ -23,9 +23,10 @@ from rq.registry import StartedJobRegistry
 
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind
+from workers.lease import Holder
 
 #: States the poller reports, in the words of the issue and the README.
-STATES = ("not_started", "starting", "cloning", "pre_deploy", "running", "post_deploy", "failed")
+STATES = ("not_started", "starting", "cloning", "pre_deploy", "running", "post_deploy", "failed", "waiting")
 
 
 def _text(value: Any) -> str:
@@ -82,6 +83,21 @@ def run_view(run: dict[str, str] | None, secrets: list[str] | tuple[str, ...] = 
     }
 
 
+def commit_view(commit: str, record: dict[str, str]) -> dict[str, Any]:
+    """Replicas: per job kind, which instance ran it for ``commit`` and how it ended (``{"web-2": "succeeded"}``)."""
+    jobs: dict[str, dict[str, str]] = {}
+    for kind in JobKind:
+        ran = {field.split("@", 1)[1]: v for field, v in record.items() if field.startswith(f"{kind.slug}@")}
+        if ran:
+            jobs[kind.value] = dict(sorted(ran.items()))
+    return {
+        "commit": commit,
+        "jobs": jobs,
+        "pre_deploy_attempts": _int(record.get(f"{JobKind.PRE.slug}_attempt")),
+        "pre_deploy_at": iso(record.get(f"{JobKind.PRE.slug}_at")),
+    }
+
+
 def _live_state(connection: Any, keys: DeployKeys, state: str) -> str:
     """The poller writes its state when it decides; which job runs right now refines it."""
     if state not in ("pre_deploy", "post_deploy", "running"):
@@ -135,7 +151,15 @@ def deploy_status(
         "next_retry": iso(raw.get("next_retry")) if failing else None,
         "last_runs": {kind.value: run_view(tracker.last_run(kind), secrets) for kind in JobKind},
         "updated_at": iso(raw.get("updated_at")),
+        # Shared by the replicas of the deployment: who holds the PRE_DEPLOY lease, who ran what.
+        "pre_deploy_lease": _lease_view(connection.get(keys.lease(JobKind.PRE))),
+        "commits": [commit_view(c, record) for c, record in tracker.recent_commits(10)],
     }
+
+
+def _lease_view(value: Any) -> dict[str, str] | None:
+    holder = Holder.parse(value)
+    return {"instance": holder.instance, "commit": holder.commit} if holder else None
 
 
 def _short(commit: Any) -> str:
@@ -180,6 +204,15 @@ def render_table(status: dict[str, Any]) -> str:
         rows.append(("Next retry", failing.get("next_retry") or "-"))
     for kind, run in status["last_runs"].items():
         rows.append((f"Last {kind}", _run_line(run)))
+    if status.get("pre_deploy_lease"):
+        lease = status["pre_deploy_lease"]
+        rows.append(("PRE_DEPLOY lease", f"{lease['instance']} (commit {_short(lease['commit'])})"))
+    for view in (status.get("commits") or [])[:5]:
+        ran = "; ".join(
+            f"{kind} " + ", ".join(f"{name} {outcome}" for name, outcome in by.items())
+            for kind, by in view["jobs"].items()
+        )
+        rows.append((f"Commit {_short(view['commit'])}", ran or "-"))
     rows.append(("Updated", status.get("updated_at") or "-"))
     width = max(len(label) for label, _ in rows)
     return "\n".join(f"{label.ljust(width)}  {value}" for label, value in rows)

@@ -162,6 +162,20 @@ class Heartbeat:
                 continue
 
 
+_RELEASE_INSTANCE = """
+local value = redis.call('get', KEYS[1])
+if value and string.sub(value, 1, string.len(ARGV[1])) == ARGV[1] then
+  return redis.call('del', KEYS[1])
+end
+return 0
+"""
+
+
+def release_left_by(connection: Any, key: str, instance: str) -> bool:
+    """At boot: free a lease an earlier run of this same instance left (that process is gone)."""
+    return bool(connection.eval(_RELEASE_INSTANCE, 1, key, f"{instance} "))
+
+
 def job_lease_key(keys: DeployKeys, kind: JobKind, commit: str) -> str:
     """PRE_DEPLOY: one lease for the deployment (no two migrations at once); others: one per commit."""
     return keys.lease(kind) if kind is JobKind.PRE else keys.lease(kind, commit)

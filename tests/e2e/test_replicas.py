@@ -11,16 +11,19 @@ about what ran where, and when::
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
 import time
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import redis
 
-from tests.conftest import GitRemote, Stack, run_git, wait_until
+from tests.conftest import VENV_BIN, GitRemote, Stack, run_git, wait_until
 from workers.contract import DeployKeys, wake_poller
 from workers.lease import HEARTBEAT_INTERVAL, LEASE_TTL
 
@@ -28,12 +31,13 @@ pytestmark = pytest.mark.e2e
 
 DEPLOYMENT = "shop"
 REPLICAS = 5
-# Each job marks its start and end; PRE_DEPLOY takes a moment so that two overlapping runs
-# would show, and waits while the file named by $HOLD exists (the test's slow migration).
+# Each job marks its start (with its attempt) and end; PRE_DEPLOY takes a moment so that two
+# overlapping runs would show, waits while the file named by $HOLD exists (the test's slow
+# migration), and fails in a commit that has a file named "broken".
 JOB_SH = (
     'k="$1"\n'
-    'echo "$(date +%s.%N) $k-start $DEPLOY_COMMIT_SHA $DEPLOY_INSTANCE" >> "$MARKS"\n'
-    'if [ "$k" = pre ]; then sleep 0.5; while [ -e "$HOLD" ]; do sleep 0.05; done; fi\n'
+    'echo "$(date +%s.%N) $k-start $DEPLOY_COMMIT_SHA $DEPLOY_INSTANCE $DEPLOY_ATTEMPT" >> "$MARKS"\n'
+    'if [ "$k" = pre ]; then sleep 0.5; while [ -e "$HOLD" ]; do sleep 0.05; done; [ ! -e broken ] || exit 1; fi\n'
     'echo "$(date +%s.%N) $k-end $DEPLOY_COMMIT_SHA $DEPLOY_INSTANCE" >> "$MARKS"\n'
 )
 APP_SH = 'echo "$(date +%s.%N) app $DEPLOY_COMMIT_SHA $INSTANCE_ID" >> "$MARKS"\nexec sleep 600\n'
@@ -69,9 +73,15 @@ def marks(tmp_path: Path, what: str, commit: str | None = None) -> list[tuple[fl
     found = []
     for line in path.read_text().splitlines() if path.exists() else []:
         parts = line.split()
-        if len(parts) == 4 and parts[1] == what and (commit is None or parts[2] == commit):
+        if len(parts) >= 4 and parts[1] == what and (commit is None or parts[2] == commit):
             found.append((float(parts[0]), parts[2], parts[3]))
     return found
+
+
+def attempts(tmp_path: Path, commit: str) -> list[str]:
+    """DEPLOY_ATTEMPT of each PRE_DEPLOY run of ``commit``, in order."""
+    lines = (tmp_path / "marks.txt").read_text().splitlines()
+    return [p[4] for p in (line.split() for line in lines) if p[1:3] == ["pre-start", commit]]
 
 
 def connection(stacks: dict[str, Stack]) -> redis.Redis:
@@ -86,9 +96,9 @@ def all_processed(stacks: dict[str, Stack], commit: str) -> bool:
     return all(processed(stacks, name) == commit for name in stacks)
 
 
-def push(remote: GitRemote, stacks: dict[str, Stack], n: int) -> str:
+def push(remote: GitRemote, stacks: dict[str, Stack], n: int, files: dict[str, str] | None = None) -> str:
     """A new commit on the branch, then `hotreload sync` on every replica: they race for it at once."""
-    sha = remote.commit({"version.txt": f"{n}\n"}, message=f"v{n}")
+    sha = remote.commit({"version.txt": f"{n}\n", **(files or {})}, message=f"v{n}")
     r = connection(stacks)
     for name in stacks:
         wake_poller(r, DeployKeys(DEPLOYMENT, name), "sync")
@@ -181,6 +191,23 @@ def test_five_replicas_run_each_pre_deploy_once_and_post_deploy_once(tmp_path, r
     for sha in commits:
         assert logs.count(f"Commit {sha[:7]} deployed: PRE_DEPLOY succeeded\n") == 1
     assert "is running the PRE_DEPLOY of commit" in logs, "no push landed during a PRE_DEPLOY"
+    # /status and `hotreload status` show, per commit, which instance ran each job.
+    one = next(iter(stacks.values()))
+    url = f"http://127.0.0.1:{one.env['DEV_HEALTH_PORT']}/status"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        views = {view["commit"]: view for view in json.loads(response.read())["commits"]}
+    for sha in commits:
+        runner = marks(tmp_path, "pre-start", sha)[0][2]
+        assert views[sha]["jobs"]["PRE_DEPLOY"] == {runner: "succeeded"}
+    post_runner = marks(tmp_path, "post-start", final)[0][2]
+    assert views[final]["jobs"]["POST_DEPLOY"] == {post_runner: "succeeded"}
+    table = subprocess.run(
+        [str(VENV_BIN / "hotreload"), "status"], env=one.env, capture_output=True, text=True, timeout=30
+    )
+    runner = marks(tmp_path, "pre-start", final)[0][2]
+    assert f"PRE_DEPLOY {runner} succeeded; POST_DEPLOY {post_runner} succeeded" in table.stdout, table.stdout
+    assert f"Commit {final[:7]}" in table.stdout
+
     ran = Counter(name for _, _, name in marks(tmp_path, "pre-start"))
     print(
         f"\nreplicas: PRE_DEPLOY runs per instance {dict(sorted(ran.items()))} (boot by {booted_by}); "
@@ -245,4 +272,21 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     assert len(runs) == 1, f"the outcome is recorded once: {runs}"
     logs = "".join(stack.log() for stack in others.values())
     assert logs.count(f"Commit {second[:7]} deployed: PRE_DEPLOY succeeded\n") == 1
+
+    # A failing PRE_DEPLOY: every replica keeps the previous commit; the retries, with one
+    # shared back-off, run one at a time on whichever replica wins the lease.
+    broken = push(remote, others, 2, {"broken": "1"})
+    wait_until(lambda: len(attempts(tmp_path, broken)) >= 3, 30, 0.1, what="two retries of the broken commit")
+    assert attempts(tmp_path, broken)[:3] == ["1", "2", "3"], (
+        "each attempt runs once, numbered across replicas"
+    )
+    starts = [t for t, _, _ in marks(tmp_path, "pre-start", broken)]
+    assert starts[2] - starts[1] > starts[1] - starts[0], "the back-off does not grow"
+    assert not marks(tmp_path, "pre-end", broken) and not marks(tmp_path, "app", broken)
+    assert all(processed(stacks, n) == second for n in others), "a replica left the last good commit"
+    record_key = DeployKeys(DEPLOYMENT, "x").commit_record(broken)
+    wait_until(
+        lambda: int(r.hget(record_key, "pre_attempt") or 0) >= 3, 10, 0.05, what="the 3rd attempt's outcome"
+    )
+    assert r.hget(record_key, "pre_outcome") == "failed"
     print(f"\nreplicas: lease holder {holder} killed, {successor} took over after {takeover:.1f}s")

@@ -6,7 +6,7 @@ import time
 
 from tests.conftest import wait_until
 from workers.contract import DeployKeys, JobKind
-from workers.lease import Holder, Lease, job_lease_key
+from workers.lease import Holder, Lease, job_lease_key, release_left_by
 
 
 def test_one_claim_wins_and_only_its_owner_renews_or_releases(redis_server) -> None:
@@ -58,3 +58,13 @@ def test_a_heartbeat_reports_a_lost_lease_and_stops(redis_server) -> None:
     beat.stop()
     assert beat.lost and lost[0] is not None and lost[0].instance == "web-9"
     assert client.get("t:lost") == "web-9 other c"
+
+
+def test_a_lease_left_by_an_earlier_run_of_the_same_instance_is_freed_at_boot(redis_server) -> None:
+    client = redis_server.client()
+    left = Lease.new(client, "t:boot", "web-1", "c")
+    assert left.acquire()
+    assert not release_left_by(client, "t:boot", "web-"), "a prefix of another instance's id must not match"
+    assert not release_left_by(client, "t:boot", "web-2")
+    assert release_left_by(client, "t:boot", "web-1")
+    assert left.holder() is None
