@@ -26,7 +26,7 @@ from rq.job import Job
 
 from workers.commit_tracker import CommitTracker, RetryState
 from workers.contract import DeployKeys, JobKind, Outcome
-from workers.lease import Heartbeat, Holder, Lease, job_lease_key, release_left_by
+from workers.lease import HEARTBEAT_INTERVAL, Heartbeat, Holder, Lease, job_lease_key, release_left_by
 
 #: Seconds between two looks at the record while another replica runs a PRE_DEPLOY.
 RECHECK_INTERVAL = 0.5
@@ -41,8 +41,11 @@ def _text(value: Any) -> str:
 class Replicas:
     """The shared side of one instance's deploy decisions."""
 
-    def __init__(self, connection: Any, keys: DeployKeys, tracker: CommitTracker):
+    def __init__(
+        self, connection: Any, keys: DeployKeys, tracker: CommitTracker, heartbeat: float = HEARTBEAT_INTERVAL
+    ):
         self.connection = connection
+        self.heartbeat = heartbeat
         self.keys = keys
         self.tracker = tracker
         self.lease_key = job_lease_key(keys, JobKind.PRE, "")
@@ -109,7 +112,7 @@ class Replicas:
             lease.release()
             return None
         self._lease, self._job_id = lease, None
-        self._keeper = lease.heartbeat(keep_going=self._not_started).start()
+        self._keeper = lease.heartbeat(self.heartbeat, keep_going=self._not_started).start()
         return lease
 
     def hand_over(self, job: Job | None) -> None:

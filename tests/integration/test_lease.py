@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import time
 
+from rq.job import Job
+
+from producer.replicas import Replicas
 from tests.conftest import wait_until
+from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind
 from workers.lease import Holder, Lease, job_lease_key, release_left_by
 
@@ -68,3 +72,40 @@ def test_a_lease_left_by_an_earlier_run_of_the_same_instance_is_freed_at_boot(re
     assert not release_left_by(client, "t:boot", "web-2")
     assert release_left_by(client, "t:boot", "web-1")
     assert left.holder() is None
+
+
+def test_the_poller_keeps_its_claim_until_the_job_starts_and_rechecks_after_claiming(redis_server) -> None:
+    client = redis_server.client()
+    sha = "c" * 40
+
+    def replicas(instance: str) -> Replicas:
+        keys = DeployKeys("dep", instance)
+        return Replicas(client, keys, CommitTracker(client, keys), heartbeat=0.05)
+
+    first, second = replicas("web-1"), replicas("web-2")
+    lease = first.claim(sha, {})
+    assert lease is not None and second.claim(sha, {}) is None
+    assert second.holder() == lease.holder_of_this_claim
+    client.pexpire(first.lease_key, 300)  # without the poller's heartbeat it would expire soon
+    time.sleep(0.5)
+    assert second.holder() is not None, "the claim expired while the poller was checking out"
+    client.hset(Job.key_for("job-1"), "status", "queued")
+    first.hand_over(Job("job-1", connection=client))
+    time.sleep(0.5)
+    assert second.holder() is not None, "the claim expired while its job waited in the queue"
+    client.hset(Job.key_for("job-1"), "status", "started")  # from now on the work horse renews it
+    time.sleep(0.2)
+    client.pexpire(first.lease_key, 200)
+    wait_until(lambda: second.holder() is None, 3, what="the poller to stop renewing a started job's lease")
+
+    # Check, lock, check again: a run that ended between the look and the claim wins.
+    before = CommitTracker(client, DeployKeys("dep", "web-1")).commit_record(sha)
+    CommitTracker(client, DeployKeys("dep", "web-3")).record_commit_outcome(
+        sha, JobKind.PRE, "succeeded", "r1", 1
+    )
+    assert second.claim(sha, before) is None and second.holder() is None
+    assert second.current(sha, second.record(sha)), "the other replica's success is there to follow"
+    # A claim whose job was never queued is released.
+    assert second.claim("d" * 40, {}) is not None
+    second.drop()
+    assert first.holder() is None
