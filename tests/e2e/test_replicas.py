@@ -290,3 +290,20 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     )
     assert r.hget(record_key, "pre_outcome") == "failed"
     print(f"\nreplicas: lease holder {holder} killed, {successor} took over after {takeover:.1f}s")
+
+
+def test_replicas_booting_on_a_failing_commit_wait_for_its_pre_deploy_and_do_not_start(
+    tmp_path, remote, stack_factory
+):
+    remote.commit({"job.sh": JOB_SH, "app.sh": APP_SH, "broken": "1"})
+    stacks = {name: stack for name, stack in start_replicas(tmp_path, remote, stack_factory, "once").items()}
+    codes = {name: stack.wait_exit(60) for name, stack in stacks.items()}
+    assert codes == dict.fromkeys(stacks, 1), "every replica exits 1, as a single instance would"
+    for stack in stacks.values():
+        assert "ERROR: Initial PRE_DEPLOY job failed. Container cannot start." in stack.log()
+    sha = marks(tmp_path, "pre-start")[0][1]
+    tried = attempts(tmp_path, sha)
+    assert len(tried) == len(set(tried)) < REPLICAS, f"a boot attempt ran on several replicas: {tried}"
+    assert not marks(tmp_path, "app"), "an app started on a commit whose PRE_DEPLOY failed"
+    logs = "".join(stack.log() for stack in stacks.values())
+    assert "waiting for its outcome" in logs, "no replica waited for the boot PRE_DEPLOY of another"
