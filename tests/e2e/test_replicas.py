@@ -249,7 +249,7 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
         what="another replica to take the commit over",
     )
     takeover = taken[0][0] - killed_at
-    assert LEASE_TTL - HEARTBEAT_INTERVAL - 1 <= takeover <= LEASE_TTL + 3, f"takeover after {takeover:.1f}s"
+    assert LEASE_TTL - HEARTBEAT_INTERVAL - 1 <= takeover <= LEASE_TTL + 5, f"takeover after {takeover:.1f}s"
     successor = taken[0][2]
 
     wait_until(
