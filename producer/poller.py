@@ -293,10 +293,27 @@ class Poller:
 
     def wait_for(self, job: Job) -> JobStatus | None:
         while True:
-            status = job.get_status(refresh=True)
-            if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-                return status
-            self.connection.blpop([self.keys.commands], timeout=0.5)
+            try:
+                status = job.get_status(refresh=True)
+                if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
+                    self.redis_back()
+                    return status
+                self.connection.blpop([self.keys.commands], timeout=0.5)
+                self.redis_back()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # The job goes on in the worker, which records its outcome once Redis is back.
+                self.redis_down(exc)
+                self._sleep(min(5.0, max(0.5, time.time() - (self.redis_down_since or time.time()))))
+
+    def redis_down(self, exc: Exception) -> None:
+        if self.redis_down_since is None:
+            self.redis_down_since = time.time()
+            say(f"[ERROR] Redis unreachable ({type(exc).__name__}); retrying with back-off")
+
+    def redis_back(self) -> None:
+        if self.redis_down_since is not None:
+            say(f"[INFO] Redis reachable again after {time.time() - self.redis_down_since:.0f}s")
+            self.redis_down_since = None
 
     def open_gate(self) -> None:
         self.booted = True
@@ -514,6 +531,8 @@ class Poller:
         check_remote = True
         while True:
             try:
+                if self.redis_down_since is not None and not self.connection.exists(self.keys.boots):
+                    self.redis_lost_data()
                 self.cycle(check_remote)
                 check_remote = self.wait()
                 if self.redis_down_since is not None:
@@ -536,6 +555,15 @@ class Poller:
                 self._sleep(min(self.interval, 5.0))
                 check_remote = True
 
+    def redis_lost_data(self) -> None:
+        """Redis came back empty (no persistence): rebuild, and never reuse a job id of the lost state.
+
+        The processed commit is gone with it, so the head is deployed again (PRE_DEPLOY, then
+        POST_DEPLOY); a job that was running when the data went away fails itself (workers.job).
+        """
+        self.boot_number = int(self.connection.incrby(self.keys.boots, self.boot_number + 1))
+        say("[WARN] Redis came back without its data: the deploy state is rebuilt, the head deployed again")
+
     def _mask(self, text: str) -> str:
         for secret in self.secrets:
             text = text.replace(secret, "***")
@@ -551,7 +579,16 @@ class Poller:
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
         try:
-            if not self.boot():
+            while True:
+                try:
+                    booted = self.boot()
+                    break
+                except (redis.ConnectionError, redis.TimeoutError) as exc:
+                    # Redis went away during the boot: boot again once it is back (a new boot
+                    # number, so nothing of the interrupted one is taken for current).
+                    self.redis_down(exc)
+                    self._sleep(min(5.0, max(0.5, time.time() - (self.redis_down_since or time.time()))))
+            if not booted:
                 return 1
             self.loop()
         except Stop:

@@ -10,6 +10,7 @@ the outcome and output with the RQ job (``job.meta``) and in the run history, an
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -23,6 +24,7 @@ from rq import get_current_job
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
 from workers.lease import Holder, Lease, job_lease_key
+from workers.redis_outage import REDIS_DOWN, Outage, until_redis_answers
 from workers.runner import install_interrupt_handler, run_shell
 
 # Set by the worker entry point from the settings; inherited by each forked work horse.
@@ -155,7 +157,10 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
             if time.monotonic() - last_save[0] >= META_SAVE_INTERVAL:
                 last_save[0] = time.monotonic()
                 job.meta["output"] = list(lines)
-                job.save_meta()
+                # Live output is best effort: a Redis blip must not kill the job (run_shell
+                # kills the tree when on_line raises).
+                with contextlib.suppress(*REDIS_DOWN):
+                    job.save_meta()
 
     # The lease is renewed while the job runs; the policy callback releases it once the
     # outcome is recorded. A lost lease (Redis out longer than its TTL) is only reported:
@@ -175,12 +180,20 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
         if heartbeat is not None:
             heartbeat.stop()
 
+    # The outcome must reach Redis: through an outage, wait for it rather than lose the run.
+    outage = Outage(f"the {spec.kind.value} job of commit {spec.short} (to record its result)")
+    if until_redis_answers(lambda: not job.connection.hexists(job.key, "data"), outage):
+        # Redis came back empty: what depended on this run (its POST_DEPLOY) is gone, so a
+        # success must not mark the commit processed. Failing it makes the poller run it again.
+        result_outcome, exit_code = Outcome.INTERRUPTED, None
+        reason = "could not be recorded: Redis lost its data while the job ran; it runs again"
+        print(f"{tag} ERROR: the job {reason}", flush=True)
     summary = _summary(spec, result_outcome, exit_code, started_at, duration, reason=reason)
     with lock:
         job.meta.update(summary)
         job.meta["output"] = output
-        job.save_meta()
-    tracker.record_run(spec.kind, job.id, summary)
+    until_redis_answers(job.save_meta, outage)
+    until_redis_answers(lambda: tracker.record_run(spec.kind, job.id, summary), outage)
     if result_outcome is not Outcome.SUCCEEDED:
         raise JobFailed(f"{spec.kind.value} for commit {spec.short} {reason}")
     print(f"{tag} ✓ Job succeeded for commit {spec.short} in {duration:.2f}s", flush=True)

@@ -12,7 +12,10 @@ a time" lock, and a lock that cannot go stale: there is nothing to release. On t
   interrupted;
 - a work horse killed by a signal (the OOM killer) gets its leftover processes killed and
   its failure recorded through the job's policy, which RQ does not do for such a horse;
-- jobs left "started" by a worker that died are failed through their policy at start-up.
+- jobs left "started" by a worker that died are failed through their policy at start-up;
+- a Redis outage never ends the worker (honcho would stop the container): it is logged
+  once, waited out with back-off, and a job it cut is recorded or failed through its
+  policy (so the poller runs it again) once Redis is back.
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from typing import Any
 
 from redis import Redis
 from rq import Queue, Worker
-from rq.job import Job
+from rq.exceptions import InvalidJobOperation
+from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from workers import job as job_module
@@ -33,12 +37,84 @@ from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.policies import policy_for
 from workers.process_tree import kill_run
+from workers.redis_outage import MAX_WAIT, REDIS_DOWN, Outage, QuietConnectionErrors, until_redis_answers
 
 log = logging.getLogger("hotreload.worker")
 
 
 class DeployWorker(Worker):
-    """An ``rq.Worker`` whose stop requests interrupt the running deploy job."""
+    """An ``rq.Worker`` whose stop requests interrupt the running deploy job and that outlives Redis outages."""
+
+    # After an outage, look for Redis again every few seconds rather than up to a minute later.
+    max_connection_wait_time = MAX_WAIT
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.outage = Outage("the worker")
+        # RQ logs every reconnection attempt; we log the outage once.
+        for old in [f for f in self.log.filters if isinstance(f, QuietConnectionErrors)]:
+            self.log.removeFilter(old)
+        self.log.addFilter(QuietConnectionErrors(self.outage))
+
+    # -- Redis outages: bookkeeping waits for Redis instead of ending the worker -----------
+    def heartbeat(self, timeout: int | None = None, pipeline: Any = None) -> None:
+        try:
+            super().heartbeat(timeout, pipeline=pipeline)
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+            return
+        if pipeline is None:
+            self.outage.over()
+
+    def set_state(self, state: str, pipeline: Any = None) -> None:
+        try:
+            super().set_state(state, pipeline=pipeline)
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+
+    def check_for_suspension(self, burst: bool) -> None:
+        try:
+            super().check_for_suspension(burst)
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+
+    def run_maintenance_tasks(self) -> None:
+        try:
+            super().run_maintenance_tasks()
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+
+    def maintain_heartbeats(self, job: Job, execution: Any) -> None:
+        # While a job runs: the horse goes on; its own result waits for Redis (workers.job).
+        try:
+            super().maintain_heartbeats(job, execution)
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+
+    def _pubsub_exception_handler(self, exc: Exception, pubsub: Any, pubsub_thread: Any) -> None:
+        if isinstance(exc, REDIS_DOWN):
+            self.outage.down(exc)
+            time.sleep(2.0)
+            return
+        super()._pubsub_exception_handler(exc, pubsub, pubsub_thread)
+
+    def teardown(self) -> None:
+        try:
+            super().teardown()
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            super().execute_job(job, queue)
+        except REDIS_DOWN as exc:
+            self.outage.down(exc)
+            if self.horse_pid:
+                # Its job goes on and waits for Redis to record its result itself.
+                self.wait_for_horse()
+                self._horse_pid = 0
+            until_redis_answers(self.connection.ping, self.outage)
+            settle_after_outage(job, queue)
 
     def request_stop(self, signum: int, frame: Any) -> None:
         if self.horse_pid:
@@ -117,6 +193,31 @@ def _record_lost(job: Job, outcome: Outcome, reason: str) -> None:
     CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance)).record_run(
         spec.kind, job.id, summary
     )
+
+
+def settle_after_outage(job: Job, queue: Queue) -> None:
+    """A job whose end Redis missed: keep what the horse recorded, else fail it through its policy.
+
+    A failed PRE_DEPLOY is retried by the poller, so a run whose outcome was lost runs again;
+    a job dequeued but never started goes back to the front of its queue.
+    """
+    try:
+        status: JobStatus | None = job.get_status(refresh=True)
+    except InvalidJobOperation:
+        status = None  # gone with Redis' data: the poller deploys the head again
+    if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED, None):
+        _wake(job)
+        return
+    if status == JobStatus.QUEUED:
+        if job.id not in queue.get_job_ids():
+            queue.push_job_id(job.id, at_front=True)
+        return
+    reason = "Redis was unreachable when the job ended, so its outcome was not recorded"
+    print(f"[WARN] {reason}; failing it so that it runs again [job {job.id}]", flush=True)
+    _record_lost(job, Outcome.INTERRUPTED, reason)
+    # RQ's clean-up moves it to the failed registry and runs its failure callback (the policy).
+    StartedJobRegistry(queue.name, connection=job.connection).cleanup(timestamp=time.time() + 10**9)
+    _wake(job)
 
 
 def recover_orphans(connection: Redis, keys: DeployKeys) -> int:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -282,3 +283,46 @@ def sigkill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
 
+
+
+class PersistentRedis:
+    """An external redis-server the test stops and starts again on the same port, keeping its data.
+
+    The append-only file is written on every command, so a restart comes back with the state
+    an external (managed) Redis would have: the outage is of the connection, not of the data.
+    """
+
+    def __init__(self, workdir: Path, port: int):
+        self.workdir = workdir
+        self.port = port
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.process = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
+            + ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL,
+        )
+        probe = redis.Redis.from_url(self.url, socket_timeout=1)
+
+        def up() -> bool:
+            try:
+                return bool(probe.ping())
+            except redis.RedisError:
+                return False
+
+        wait_until(up, 10, what="redis-server to answer")
+
+    def stop(self, lose_data: bool = False) -> None:
+        """Stop the server; with ``lose_data`` it comes back empty, like a Redis without a volume."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(10)
+        self.process = None
+        if lose_data:
+            shutil.rmtree(self.workdir, ignore_errors=True)
