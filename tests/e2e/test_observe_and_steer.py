@@ -183,14 +183,20 @@ def test_push_webhook_sync_and_the_cli_on_the_running_stack(tmp_path, remote: Gi
     for text in (stack.log(), json.dumps(current), get(stack, "/metrics")[1].decode()):
         assert SECRET not in text
 
-    # A burst of pushes, each with its webhook, is merged: few PRE_DEPLOY runs, the last commit deployed.
-    burst = []
-    for n in range(6):
-        burst.append(remote.commit({"README": f"burst {n}"}))
-        assert webhook(stack, remote.branch, burst[-1])[0] == 202
+    # A burst of deliveries (six pushes landed, six webhooks) is merged into one sync of the last commit.
+    burst = [remote.commit({"README": f"burst {n}"}, push=False) for n in range(6)]
+    remote.push()
+    for sha in burst:
+        assert webhook(stack, remote.branch, sha) == (202, {"action": "sync"})
     wait_until(lambda: marks(tmp_path, "post", burst[-1]), 30, what="the burst's last commit deployed")
-    ran = [row for row in marks(tmp_path, "pre") if row[2] in burst]
-    assert 1 <= len(ran) <= 3, f"{len(ran)} PRE_DEPLOY runs for a burst of 6 pushes"
+    # One more look at the remote (seen in the metrics): nothing left to deploy.
+    unchanged = metrics(stack)["hotreload_syncs_total{result=unchanged}"]
+    cli(stack, "sync")
+    wait_until(
+        lambda: metrics(stack)["hotreload_syncs_total{result=unchanged}"] > unchanged, 10, what="a sync"
+    )
+    ran = [row[2] for row in marks(tmp_path, "pre") if row[2] in burst]
+    assert ran == [burst[-1]], f"{len(ran)} PRE_DEPLOY runs for a burst of 6 deliveries"
 
 
 def test_failed_deploy_runs_at_boot_before_the_container_exits(tmp_path, remote: GitRemote, stack_factory):
