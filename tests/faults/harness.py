@@ -18,7 +18,6 @@ import os
 import shutil
 import signal
 import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -154,13 +153,30 @@ def deploy_state(stack: Stack) -> DeployState:
     )
 
 
+def runs_of(stack: Stack, commit: str, kind: str = "pre") -> list[tuple[str, dict[str, Any]]]:
+    """The recorded runs of ``commit``'s job ``kind``, oldest first: (RQ job id, the job's meta)."""
+    from rq.job import Job
+
+    found = []
+    for run_id in client(stack).zrange(f"{PREFIX}:runs", 0, -1):
+        if f"-{commit[:12]}-{kind}-" in run_id:
+            try:
+                meta = dict(Job.fetch(run_id, connection=raw_client(stack)).meta)
+            except Exception:  # noqa: BLE001 - an expired job: its outcome is gone
+                meta = {}
+            found.append((run_id, meta))
+    return found
+
+
 def workspace_head(stack: Stack) -> str:
     return run_git("rev-parse", "HEAD", cwd=Path(stack.env["WORKSPACE_PATH"]))
 
 
 def workspace_clean(stack: Stack) -> bool:
     """No tracked file differs from HEAD: the checkout is whole, not half updated."""
-    return run_git("status", "--porcelain", "--untracked-files=no", cwd=Path(stack.env["WORKSPACE_PATH"])) == ""
+    return (
+        run_git("status", "--porcelain", "--untracked-files=no", cwd=Path(stack.env["WORKSPACE_PATH"])) == ""
+    )
 
 
 def is_deployed(stack: Stack, marks: Marks, commit: str, post: bool = True) -> bool:
@@ -282,7 +298,6 @@ def restart(stack: Stack, log_path: Path) -> Stack:
 def sigkill(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError):
         os.kill(pid, signal.SIGKILL)
-
 
 
 class PersistentRedis:

@@ -13,8 +13,6 @@ from rq.job import Job
 
 from tests.conftest import wait_until
 from tests.faults.harness import (
-    DEPLOYMENT,
-    INSTANCE,
     JOB_FILES,
     Marks,
     alive,
@@ -24,6 +22,7 @@ from tests.faults.harness import (
     job_env,
     raw_client,
     read_pid,
+    runs_of,
     set_fault,
     sigkill,
     started_registry_entries,
@@ -60,15 +59,16 @@ def test_killed_work_horse_fails_the_run_and_the_retry_deploys(tmp_path, remote,
             )
             assert state.processed != sha, "a killed PRE_DEPLOY marked its commit processed"
             assert "killed by signal 9" in stack.log()
-            killed_id = f"{DEPLOYMENT}-{INSTANCE}-{sha[:12]}-pre-b1a1"
-            job = Job.fetch(killed_id, connection=raw_client(stack))
-            assert job.get_status() == "failed"
-            assert job.meta["outcome"] == "failed"
-            assert "killed by signal 9 (out of memory, or killed by hand)" in job.meta["reason"]
+            killed_id, meta = runs_of(stack, sha)[0]
+            assert Job.fetch(killed_id, connection=raw_client(stack)).get_status() == "failed"
+            assert meta["outcome"] == "failed"
+            assert "killed by signal 9 (out of memory, or killed by hand)" in meta["reason"]
             wait_until(lambda tree=job_tree: not any(alive(p) for p in tree), 10, what="leftovers killed")
 
             # With the fault gone (it was one-shot), the retry deploys the commit.
-            case.expect_deployed(lambda sha=sha: is_deployed(stack, marks, sha), 30, what=f"retry of {sha[:7]}")
+            case.expect_deployed(
+                lambda sha=sha: is_deployed(stack, marks, sha), 30, what=f"retry of {sha[:7]}"
+            )
             ends = marks.of("pre-end", sha)
             assert [m.attempt for m in ends] == [2], f"expected one successful retry, got {ends}"
             assert not started_registry_entries(stack), "a run was left in RQ's started registry"
@@ -77,4 +77,3 @@ def test_killed_work_horse_fails_the_run_and_the_retry_deploys(tmp_path, remote,
     log = stack.log()
     assert log.count("[ERROR] the process running the job was killed by signal 9") == TRIALS
     assert "Traceback" not in log
-

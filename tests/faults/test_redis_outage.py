@@ -8,7 +8,6 @@ outage deploys, and the job that was running during the outage is recorded or ru
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.request
 from pathlib import Path
@@ -17,14 +16,13 @@ import pytest
 
 from tests.conftest import Stack, free_port, stack_env, wait_until
 from tests.faults.harness import (
-    INSTANCE_PREFIX,
     JOB_FILES,
     Marks,
     PersistentRedis,
-    client,
     cpu_seconds,
     is_deployed,
     job_env,
+    runs_of,
     set_fault,
     wait_for_processes,
 )
@@ -94,7 +92,9 @@ def test_redis_outages_while_idle_and_during_a_job(tmp_path: Path, remote, fault
     redis_server.start()
     app_port = free_port()
     first = remote.commit(JOB_FILES)
-    env = stack_env(remote, tmp_path / "workspace", redis_server.url, **job_env(tmp_path, APP_PORT=str(app_port)))
+    env = stack_env(
+        remote, tmp_path / "workspace", redis_server.url, **job_env(tmp_path, APP_PORT=str(app_port))
+    )
     set_fault(tmp_path, "pre-sleep", "4")
     stack = Stack(env, tmp_path / "stack.log").start()
     app_url = f"http://127.0.0.1:{app_port}/"
@@ -125,9 +125,11 @@ def test_redis_outages_while_idle_and_during_a_job(tmp_path: Path, remote, fault
             seen = outage(redis_server, stack, app_url)
             _check_survived(seen, "outage during a job")
             set_fault(tmp_path, "pre-sleep", "0")
-            case.expect_deployed(lambda: is_deployed(stack, marks, during_job), 60, what="the cut job's commit")
+            case.expect_deployed(
+                lambda: is_deployed(stack, marks, during_job), 60, what="the cut job's commit"
+            )
             # Recorded or run again, never silently lost: every run of that commit has a final outcome.
-            runs = _runs_of(stack, during_job)
+            runs = [meta for _, meta in runs_of(stack, during_job)]
             assert runs, "the run cut by the outage is nowhere in the run history"
             assert all(r.get("outcome") not in (None, "", "running", "queued") for r in runs), runs
             ran = len(marks.of("pre-start", during_job))
@@ -141,7 +143,9 @@ def test_redis_outages_while_idle_and_during_a_job(tmp_path: Path, remote, fault
             seen = outage(redis_server, stack, app_url, lose_data=True, seconds=OUTAGE / 2)
             _check_survived(seen, "outage with data loss during a job")
             set_fault(tmp_path, "pre-sleep", "0")
-            case.expect_deployed(lambda: is_deployed(stack, marks, during_job), 60, what="the cut job's commit")
+            case.expect_deployed(
+                lambda: is_deployed(stack, marks, during_job), 60, what="the cut job's commit"
+            )
             ran = len(marks.of("pre-start", during_job))
             case.note(f"job cut by an outage losing Redis' data: {ran} run(s)")
 
@@ -161,28 +165,3 @@ def _check_survived(seen: dict, what: str) -> None:
     assert answered == probes, f"/dev_health answered {answered}/{probes} probes during the {what}"
     lines = [line for line in seen["log"].splitlines() if "redis" in line.lower()]
     assert len(lines) <= MAX_OUTAGE_LINES, "the outage is logged over and over:\n" + "\n".join(lines)
-
-
-def _runs_of(stack: Stack, commit: str) -> list[dict]:
-    """The run-history entries (RQ jobs' meta via the last-run hashes) of ``commit``'s PRE_DEPLOY."""
-    r = client(stack)
-    found = []
-    for run_id in r.zrange(f"hotreload:{INSTANCE_PREFIX.split(':')[1]}:runs", 0, -1):
-        if commit[:12] in run_id and "-pre-" in run_id:
-            last = r.hgetall(f"{INSTANCE_PREFIX}:last:pre")
-            found.append(last if last.get("run_id") == run_id else {"run_id": run_id, **_meta(stack, run_id)})
-    return found
-
-
-def _meta(stack: Stack, run_id: str) -> dict:
-    from rq.job import Job
-
-    from tests.faults.harness import raw_client
-
-    try:
-        return dict(Job.fetch(run_id, connection=raw_client(stack)).meta)
-    except Exception:  # noqa: BLE001 - expired job: no outcome to show
-        return {}
-
-
-_ = json
