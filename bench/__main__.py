@@ -185,6 +185,30 @@ def run(plan: Plan, groups: set[str], root: Path) -> tuple[list[Figure], list[di
             finally:
                 d.stop()
 
+        if "idle" in groups:
+            # The same memory figure with rq-dashboard on (ENABLE_RQ_DASHBOARD=true; off by default).
+            d = launch(
+                root, "dashboard", remote, server, GITHUB_SYNC_INTERVAL="30", ENABLE_RQ_DASHBOARD="true"
+            )
+            try:
+                idle.wait_for_dashboard(d)
+                cost = idle.measure_idle(d, 1.0)
+            finally:
+                d.stop()
+            figures.append(
+                Figure(
+                    "control_plane_rss_with_dashboard",
+                    "Control-plane memory with rq-dashboard on, RSS summed",
+                    "MB",
+                    [cost.rss_mb],
+                    target="< 100 MB",
+                    template="no dashboard",
+                    met=lambda f: f.median < 100,
+                    details={"pss_mb": cost.pss_mb, "processes": cost.counted},
+                    single=True,
+                )
+            )
+
         if "push" in groups:
             d = launch(root, "interval-5", remote, server, GITHUB_SYNC_INTERVAL="5")
             try:

@@ -16,12 +16,14 @@ processes, the idle placeholder, the dashboard if the Procfile has one.
 from __future__ import annotations
 
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from bench import proc
 from bench.deploys import Deploys
+from bench.stack import wait_until
 
 EXCLUDED_FROM_MEMORY = ("redis-server", proc.APP_ROLE)
 
@@ -83,6 +85,23 @@ def sync_count(deploys: Deploys) -> float | None:
             total += float(line.rsplit(" ", 1)[1])
             found = True
     return total if found else None
+
+
+def wait_for_dashboard(deploys: Deploys, timeout: float = 30) -> None:
+    """rq-dashboard answers HTTP (any status: basic auth may be on)."""
+    url = f"http://127.0.0.1:{deploys.stack.env['RQ_DASHBOARD_PORT']}/"
+
+    def answers() -> bool:
+        deploys.stack.check_running()
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except urllib.error.HTTPError:
+            return True
+        except OSError:
+            return False
+
+    wait_until(answers, timeout, "rq-dashboard to answer", 0.1)
 
 
 def measure_idle(deploys: Deploys, seconds: float) -> IdleCost:

@@ -25,6 +25,7 @@ EXPECTED = {
     "idle_cpu_core_percent",
     "control_plane_rss",
     "control_plane_pss",
+    "control_plane_rss_with_dashboard",
     "boot_overhead",
     "boot_total",
     "boot_clone",
