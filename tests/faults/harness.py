@@ -80,6 +80,7 @@ def job_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 
 def set_fault(tmp_path: Path, name: str, content: str = "") -> None:
+    (tmp_path / "faults").mkdir(exist_ok=True)
     (tmp_path / "faults" / name).write_text(content)
 
 
