@@ -38,11 +38,31 @@ PRE_SCRIPT = (
     _MARK.format(event="pre-start")
     # One-shot: the run that sees the switch removes it, so the retry after the fault runs normally.
     + 'if [ -e "$FAULTS/pre-hang" ]; then rm -f "$FAULTS/pre-hang"; echo $$ > "$FAULTS/pre.pid"; sleep 300; fi\n'
+    + 'if [ -e "$FAULTS/pre-tree" ]; then v=$(cat "$FAULTS/pre-tree"); rm -f "$FAULTS/pre-tree"; . ./tree.sh "$v"; fi\n'
     + 'if [ -e "$FAULTS/pre-fail" ]; then echo "[PRE-DEPLOY] failing on purpose"; exit 3; fi\n'
     + 'sleep "$(cat "$FAULTS/pre-sleep" 2>/dev/null || echo 0)"\n'
     + 'echo "[PRE-DEPLOY] migrated $DEPLOY_COMMIT_SHA"\n'
     + _MARK.format(event="pre-end")
 )
+# Sourced by PRE_DEPLOY with a variant: starts `sleep 300 &`, a setsid child and more, then hangs
+# on a plain child. Every process it starts carries TREE_MARKER in its command line except the
+# bare `sleep 300 &` (found by its process group); it writes its pgid, sid and pids to $FAULTS.
+TREE_MARKER = "hotreload-fault-tree"
+TREE_SCRIPT = f"""M="{TREE_MARKER}-$DEPLOY_COMMIT_SHA"
+variant="$1"
+if [ "$variant" = stubborn ]; then trap '' TERM; fi      # inherited: every child ignores SIGTERM
+sleep 300 &
+echo $! >> "$FAULTS/tree.pids"
+setsid bash -c 'exec -a "$0" sleep 300' "$M-setsid" &
+echo $! >> "$FAULTS/tree.pids"
+if [ "$variant" = orphans ]; then
+  ( ( exec -a "$M-orphan" sleep 300 ) & )                 # double fork: reparented away from the job
+  setsid -f bash -c 'exec -a "$0" sleep 300' "$M-setsid-fork"
+fi
+echo "$(ps -o pgid= -p $$ | tr -d ' ') $(ps -o sid= -p $$ | tr -d ' ')" > "$FAULTS/tree.ids"
+echo "[PRE-DEPLOY] tree started ($variant); hanging on a plain child"
+bash -c 'exec -a "$0" sleep 300' "$M-plain"
+"""
 POST_SCRIPT = (
     _MARK.format(event="post-start")
     + 'sleep "$(cat "$FAULTS/post-sleep" 2>/dev/null || echo 0)"\n'
@@ -56,6 +76,7 @@ APP_SCRIPT = (
 )
 JOB_FILES = {
     "scripts/pre-deploy/migrate.sh": PRE_SCRIPT,
+    "scripts/pre-deploy/tree.sh": TREE_SCRIPT,
     "scripts/post-deploy/seed.sh": POST_SCRIPT,
     "app.sh": APP_SCRIPT,
 }
