@@ -329,22 +329,27 @@ class PersistentRedis:
     an external (managed) Redis would have: the outage is of the connection, not of the data.
     """
 
-    def __init__(self, workdir: Path, port: int):
+    def __init__(self, workdir: Path, port: int, password: str | None = None):
         self.workdir = workdir
         self.port = port
+        self.password = password
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir)]
-            + ["--save", "", "--appendonly", "yes", "--appendfsync", "always", "--loglevel", "warning"],
-            stdout=subprocess.DEVNULL,
+        # A config file, not arguments: a password on redis-server's command line would show in /proc.
+        conf = self.workdir.with_suffix(".conf")
+        conf.write_text(
+            f'port {self.port}\nbind 127.0.0.1\ndir {self.workdir}\nsave ""\nappendonly yes\n'
+            f"appendfsync always\nloglevel warning\n"
+            + (f"requirepass {self.password}\n" if self.password else "")
         )
+        self.process = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL)
         probe = redis.Redis.from_url(self.url, socket_timeout=1)
 
         def up() -> bool:
