@@ -13,6 +13,7 @@ template's figure) and writes the figures as JSON::
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import statistics
 import sys
@@ -318,15 +319,40 @@ def main(argv: list[str] | None = None) -> int:
     took = time.time() - started
     mode = "quick" if args.quick else "full"
     path = args.json or ROOT / "bench" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"
+    info["load_average_at_end"] = list(os.getloadavg())
     write_json(path, figures, info, mode=mode, seconds=round(took, 1), plan=plan.__dict__)
     print(f"## hotreload benchmark ({mode} run, {took:.0f} s)\n")
-    print(f"Machine: {describe(info)}\n")
+    load = " → ".join(f"{info[k][0]:.2f}" for k in ("load_average_at_start", "load_average_at_end"))
+    print(f"Machine: {describe(info)}; 1-minute load average {load}\n")
     print(markdown_table(figures))
+    for line in notes(figures):
+        print(line)
     if processes:
         print("\nLong-lived processes of the stack while idle:\n")
         print(process_table(processes))
     print(f"\nJSON: {path}")
     return 0
+
+
+def notes(figures: list[Figure]) -> list[str]:
+    """Where the time and the CPU go, from the figures' details."""
+    by_name = {f.name: f for f in figures}
+    lines = []
+    if "idle_cpu_per_cycle" in by_name:
+        d = by_name["idle_cpu_per_cycle"].details
+        roles = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in sorted(d["cpu_s_by_role"].items()) if v > 0)
+        lines.append(
+            f"\nIdle: {d['seconds']:.0f} s, {d['cycles']:g} sync cycles "
+            f"({'counted by the poller' if d['cycles_observed'] else 'one per interval'}); CPU by process: {roles}."
+        )
+    if "job_path" in by_name:
+        b = by_name["job_path"].details["breakdown_median_s"]
+        lines.append(
+            f"\nPer-job path (medians): queued → started {b['queued'] * 1000:.1f} ms (dequeue, work-horse fork), "
+            f"in the work horse {b['in_work_horse'] * 1000:.1f} ms (of which the command {b['command'] * 1000:.1f} ms), "
+            f"after the horse {b['after_horse'] * 1000:.1f} ms (callbacks, registries, wake-up)."
+        )
+    return lines
 
 
 if __name__ == "__main__":
