@@ -77,7 +77,16 @@ def cmd_poller(args: argparse.Namespace) -> int:
         from producer.http_server import HotreloadHTTPServer
 
         state = {"state": "starting"}
-        server = HotreloadHTTPServer(settings.DEV_HEALTH_PORT, lambda: dict(state))
+        try:
+            server = HotreloadHTTPServer(settings.DEV_HEALTH_PORT, lambda: dict(state))
+        except OSError as exc:  # in use, or not ours to bind: a setting to change, not a crash
+            print(
+                f"hotreload: configuration error: DEV_HEALTH_PORT: cannot listen on port "
+                f"{settings.DEV_HEALTH_PORT}: {exc.strerror or exc}",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_CONFIG
         server.start()
         metrics = attach_endpoints(server, settings, lambda: poller)
     poller = None
