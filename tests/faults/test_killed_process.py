@@ -16,6 +16,7 @@ from tests.faults.harness import (
     JOB_FILES,
     Marks,
     alive,
+    horse_of,
     is_deployed,
     job_env,
     queue_busy,
@@ -29,7 +30,9 @@ from tests.faults.harness import (
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
-VICTIMS = ("worker", "poller", "worker", "poller")
+# "worker+horse": the worker and its work horse die together (the OOM killer, kill -9 of both):
+# nothing records the run, so the next worker must find it in RQ's started registry.
+VICTIMS = ("worker", "poller", "worker+horse") * 2
 
 
 def test_killed_worker_or_poller_restarts_cleanly(tmp_path, remote, stack_factory, fault_case):
@@ -48,16 +51,22 @@ def test_killed_worker_or_poller_restarts_cleanly(tmp_path, remote, stack_factor
             cut_short = remote.commit(message=f"trial {n}: {victim} dies during its PRE_DEPLOY")
             job_pid = read_pid(pid_file)
             job_tree = [job_pid] + [p.pid for p in psutil.Process(job_pid).children(recursive=True)]
-            sigkill(processes[victim].pid)
+            if victim == "worker+horse":
+                sigkill(horse_of(job_pid, processes["worker"]).pid)
+            sigkill(processes[victim.split("+")[0]].pid)
 
             code = stack.wait_exit(30)
             assert code != 0, f"honcho exited 0 after the {victim} was killed"
-            wait_until(
-                lambda tree=job_tree: not any(alive(p) for p in tree), 10, what="the job's processes gone"
-            )
             assert not any(alive(p.pid) for p in processes.values()), "a process of the dead stack survived"
+            if victim != "worker+horse":  # else nothing is left to stop them before the next start
+                wait_until(
+                    lambda t=job_tree: not any(alive(p) for p in t), 10, what="the job's processes gone"
+                )
 
             stack = restart(stack, tmp_path / f"restart{n}.log")
+            if victim == "worker+horse":
+                stack.wait_for_log("left running by a stopped worker", 30)
+                wait_until(lambda t=job_tree: not any(alive(p) for p in t), 10, what="the leftovers killed")
             stack.wait_for_log(f"Running the initial PRE_DEPLOY for commit {cut_short[:7]}", 30)
             case.expect_deployed(
                 lambda sha=cut_short, s=stack: is_deployed(s, marks, sha), 30, what="the boot PRE_DEPLOY"
