@@ -75,7 +75,7 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     if not _CASES:
         return
     terminalreporter.section("fault suite")
-    for case in _CASES:
+    for case in sorted(_CASES, key=lambda c: c.name):
         line = (
             f"{case.name}: {case.trials} trial(s), {case.deploys} deploy(s) checked, "
             f"{case.lost} lost, {case.seconds:.1f}s"
