@@ -47,6 +47,8 @@ class Figure:
     details: dict[str, Any] = field(default_factory=dict)
     #: For single-value figures (a total, a count): show the value, not median/p90/max.
     single: bool = False
+    #: Shown instead of the median when set (a count such as "3/3 bursts").
+    display: str = ""
 
     @property
     def median(self) -> float:
@@ -113,7 +115,9 @@ def markdown_table(figures: list[Figure]) -> str:
         "|---|---:|---:|---:|---:|---|---|---|",
     ]
     for f in figures:
-        if f.single:
+        if f.display:
+            cells = [f.display, "", ""]
+        elif f.single:
             cells = [fmt(f.median, f.unit), "", ""]
         else:
             cells = [fmt(f.median, f.unit), fmt(f.p90, f.unit), fmt(f.max, f.unit)]

@@ -57,3 +57,4 @@ def test_quick_benchmark_runs_and_writes_every_measurement(tmp_path):
     assert "Per-job overhead" in proc.stdout
     # The bench's job really ran on the stack: every burst deployed its final commit.
     assert measurements["burst_final_deployed"]["values"] == [100.0]
+    assert "| Burst: final commit deployed | 1/1 bursts |" in proc.stdout
