@@ -50,7 +50,9 @@ class AppSupervisor:
         self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
         self.command = settings.DEV_START_COMMAND
         self.process: subprocess.Popen[bytes] | None = None
-        self.run_id = f"{APP_RUN_ID}-{self.keys.deployment}-{self.keys.instance}"
+        # Unique per supervisor process: stopping this app must never stop the app of another
+        # stack on the same host that happens to use the same DEPLOYMENT_ID and INSTANCE_ID.
+        self.run_id = f"{APP_RUN_ID}-{self.keys.deployment}-{self.keys.instance}-{os.getpid()}"
         self.grace = float(settings.KILL_GRACE)
 
     def start_app(self, commit: str) -> None:

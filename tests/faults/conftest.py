@@ -14,11 +14,14 @@ per case, how often the fault was injected and that no deploy was lost.
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.conftest import wait_until
@@ -59,6 +62,36 @@ class FaultCase:
 
 
 _CASES: list[FaultCase] = []
+
+
+def _leftovers(tmp_path: Path) -> list[psutil.Process]:
+    """Live processes started for this test: they carry a WORKSPACE_PATH under its tmp_path."""
+    entry = f"WORKSPACE_PATH={tmp_path}".encode()
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if proc.pid == os.getpid() or proc.status() == psutil.STATUS_ZOMBIE:
+                continue
+            with open(f"/proc/{proc.pid}/environ", "rb") as f:
+                if any(var.startswith(entry) for var in f.read().split(b"\0")):
+                    found.append(proc)
+    return found
+
+
+@pytest.fixture(autouse=True)
+def no_leftovers(tmp_path: Path) -> Iterator[None]:
+    """After the test and its stacks stopped, nothing it started may still run (it is killed, and the test errs)."""
+    yield
+    deadline = time.monotonic() + 5
+    while (left := _leftovers(tmp_path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    if left:
+        described = []
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                described.append(f"{proc.pid} {' '.join(proc.cmdline())[:120]}")
+                proc.kill()
+        pytest.fail("processes outlived the test and its stacks:\n" + "\n".join(described))
 
 
 @pytest.fixture

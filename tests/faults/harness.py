@@ -18,6 +18,7 @@ import os
 import shutil
 import signal
 import subprocess
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,17 @@ import redis
 
 from tests.conftest import ROOT, Stack, run_git, wait_until
 
-DEPLOYMENT = "faults"
-INSTANCE = "test"
-PREFIX = f"hotreload:{DEPLOYMENT}"
-INSTANCE_PREFIX = f"{PREFIX}:instance:{INSTANCE}"
+INSTANCE = "test"  # stack_env's INSTANCE_ID
+
+
+def prefix(stack: Stack) -> str:
+    """The Redis key prefix of the stack's deployment."""
+    return f"hotreload:{stack.env['DEPLOYMENT_ID']}"
+
+
+def instance_prefix(stack: Stack) -> str:
+    return f"{prefix(stack)}:instance:{INSTANCE}"
+
 
 _MARK = 'echo "$(date +%s.%N) {event} $DEPLOY_COMMIT_SHA $DEPLOY_ATTEMPT $$" >> "$MARKS"\n'
 
@@ -89,7 +97,8 @@ def job_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {
         "MARKS": str(tmp_path / "marks.txt"),
         "FAULTS": str(faults),
-        "DEPLOYMENT_ID": DEPLOYMENT,
+        # Unique per test: stacks of other test runs on the same host never share a run id with it.
+        "DEPLOYMENT_ID": f"faults-{uuid.uuid4().hex[:8]}",
         "PRE_DEPLOY_FOLDER": "scripts/pre-deploy",
         "PRE_DEPLOY_COMMAND": "bash migrate.sh",
         "POST_DEPLOY_FOLDER": "scripts/post-deploy",
@@ -166,12 +175,12 @@ def raw_client(stack: Stack) -> redis.Redis:
 
 def deploy_state(stack: Stack) -> DeployState:
     r = client(stack)
-    retry = r.hgetall(f"{INSTANCE_PREFIX}:retry")
+    retry = r.hgetall(f"{instance_prefix(stack)}:retry")
     return DeployState(
-        processed=r.get(f"{INSTANCE_PREFIX}:processed"),
+        processed=r.get(f"{instance_prefix(stack)}:processed"),
         retry_commit=retry.get("commit"),
         retry_attempts=int(retry.get("attempts") or 0),
-        last_pre=r.hgetall(f"{INSTANCE_PREFIX}:last:pre"),
+        last_pre=r.hgetall(f"{instance_prefix(stack)}:last:pre"),
     )
 
 
@@ -180,7 +189,7 @@ def runs_of(stack: Stack, commit: str, kind: str = "pre") -> list[tuple[str, dic
     from rq.job import Job
 
     found = []
-    for run_id in client(stack).zrange(f"{PREFIX}:runs", 0, -1):
+    for run_id in client(stack).zrange(f"{prefix(stack)}:runs", 0, -1):
         if f"-{commit[:12]}-{kind}-" in run_id:
             try:
                 meta = dict(Job.fetch(run_id, connection=raw_client(stack)).meta)

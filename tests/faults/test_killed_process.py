@@ -41,8 +41,16 @@ def test_killed_worker_or_poller_restarts_cleanly(tmp_path, remote, stack_factor
     first = remote.commit(JOB_FILES)
     stack = stack_factory(remote, **job_env(tmp_path))
     wait_until(lambda: is_deployed(stack, marks, first), 30, what="the boot deploy")
-    pid_file = tmp_path / "faults" / "pre.pid"
+    stacks = [stack]
+    try:
+        _kill_and_restart(stack, stacks, tmp_path, remote, marks, case)
+    finally:
+        for each in stacks:  # restarted stacks are not the fixture's: stop them here
+            each.stop()
 
+
+def _kill_and_restart(stack, stacks, tmp_path, remote, marks, case) -> None:
+    pid_file = tmp_path / "faults" / "pre.pid"
     for n, victim in enumerate(VICTIMS):
         with case.trial():
             processes = wait_for_processes(stack)
@@ -64,6 +72,7 @@ def test_killed_worker_or_poller_restarts_cleanly(tmp_path, remote, stack_factor
                 )
 
             stack = restart(stack, tmp_path / f"restart{n}.log")
+            stacks.append(stack)
             if victim == "worker+horse":
                 stack.wait_for_log("left running by a stopped worker", 30)
                 wait_until(lambda t=job_tree: not any(alive(p) for p in t), 10, what="the leftovers killed")

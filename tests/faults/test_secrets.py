@@ -142,7 +142,7 @@ def test_no_secret_on_any_surface(tmp_path: Path, remote, fault_case):
                 redis_server.url,
                 GITHUB_REPO_URL=BAD_REMOTE,
                 GITHUB_BRANCH="main",
-                DEPLOYMENT_ID="faults-a",
+                DEPLOYMENT_ID=f"faults-a-{uuid.uuid4().hex[:8]}",
                 PRE_DEPLOY_COMMAND="true",
                 PRE_DEPLOY_REPO_URL=f"https://x-access-token:{markers['URL_TOKEN']}@nonexistent.invalid/j.git",
                 **secret_env(markers),
