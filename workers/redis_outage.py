@@ -64,14 +64,20 @@ def until_redis_answers(
     outage: Outage,
     first_wait: float = 0.5,
     max_wait: float = MAX_WAIT,
+    give_up: Callable[[], bool] | None = None,
 ) -> T:
-    """Run ``action`` until it does not fail for want of Redis; other errors propagate at once."""
+    """Run ``action`` until it does not fail for want of Redis; other errors propagate at once.
+
+    ``give_up`` (checked after each failure) ends the wait by re-raising the Redis error.
+    """
     wait = first_wait
     while True:
         try:
             result = action()
         except REDIS_DOWN as exc:
             outage.down(exc)
+            if give_up is not None and give_up():
+                raise
             time.sleep(wait)
             wait = min(max_wait, wait * 2)
             continue

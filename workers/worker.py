@@ -113,7 +113,10 @@ class DeployWorker(Worker):
                 # Its job goes on and waits for Redis to record its result itself.
                 self.wait_for_horse()
                 self._horse_pid = 0
-            until_redis_answers(self.connection.ping, self.outage)
+            try:
+                until_redis_answers(self.connection.ping, self.outage, give_up=lambda: self._stop_requested)
+            except REDIS_DOWN:
+                return  # stopping during the outage: the next worker recovers the run (recover_orphans)
             settle_after_outage(job, queue)
 
     def request_stop(self, signum: int, frame: Any) -> None:
