@@ -182,7 +182,11 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
 
     # The outcome must reach Redis: through an outage, wait for it rather than lose the run.
     outage = Outage(f"the {spec.kind.value} job of commit {spec.short} (to record its result)")
-    if until_redis_answers(lambda: not job.connection.hexists(job.key, "data"), outage):
+    # Unless the worker is stopping: then the next worker recovers the run from RQ's registry.
+    stopping = result_outcome is Outcome.INTERRUPTED
+    if until_redis_answers(
+        lambda: not job.connection.hexists(job.key, "data"), outage, give_up=lambda: stopping
+    ):
         # Redis came back empty: what depended on this run (its POST_DEPLOY) is gone, so a
         # success must not mark the commit processed. Failing it makes the poller run it again.
         result_outcome, exit_code = Outcome.INTERRUPTED, None
@@ -192,8 +196,10 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
     with lock:
         job.meta.update(summary)
         job.meta["output"] = output
-    until_redis_answers(job.save_meta, outage)
-    until_redis_answers(lambda: tracker.record_run(spec.kind, job.id, summary), outage)
+    until_redis_answers(job.save_meta, outage, give_up=lambda: stopping)
+    until_redis_answers(
+        lambda: tracker.record_run(spec.kind, job.id, summary), outage, give_up=lambda: stopping
+    )
     if result_outcome is not Outcome.SUCCEEDED:
         raise JobFailed(f"{spec.kind.value} for commit {spec.short} {reason}")
     print(f"{tag} ✓ Job succeeded for commit {spec.short} in {duration:.2f}s", flush=True)

@@ -86,7 +86,7 @@ def outage(
 
 
 def test_redis_outages_while_idle_and_during_a_job(tmp_path: Path, remote, fault_case):
-    case = fault_case("3 Redis outage (boot 5 s, idle 10 s, job 10 s, job + data loss 5 s)")
+    case = fault_case("3 Redis outage (boot 5 s, idle 10 s, job 10 s, job + data loss 5 s, stop during one)")
     marks = Marks(tmp_path)
     redis_server = PersistentRedis(tmp_path / "redis-data", free_port())
     redis_server.start()
@@ -148,6 +148,22 @@ def test_redis_outages_while_idle_and_during_a_job(tmp_path: Path, remote, fault
             )
             ran = len(marks.of("pre-start", during_job))
             case.note(f"job cut by an outage losing Redis' data: {ran} run(s)")
+
+        # 4. Stopped while Redis is away and a job runs: every process ends on its own, well before
+        #    honcho would SIGKILL them.
+        with case.trial():
+            set_fault(tmp_path, "pre-sleep", "30")
+            cut = remote.commit()
+            wait_until(lambda: marks.of("pre-start", cut), 15, what="the PRE_DEPLOY to start")
+            redis_server.stop()
+            time.sleep(1)  # let the processes notice the outage
+            stopping = time.monotonic()
+            stack.terminate()
+            assert stack.wait_exit(20) is not None
+            took = time.monotonic() - stopping
+            assert took < 8, f"stopping during an outage took {took:.1f}s"
+            assert "SIGKILL" not in stack.log(), stack.log()[-3000:]
+            case.note(f"stopped during an outage in {took:.1f}s")
 
         log = stack.log()
         assert "Traceback" not in log, log[-3000:]
