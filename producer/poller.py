@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from producer.metrics import Metrics
 
 BOOT_FAILED = "ERROR: Initial PRE_DEPLOY job failed. Container cannot start."
+#: Period of Redis's cron (default hz 10), which is when it ends blocked commands' timeouts.
+REDIS_TICK = 0.1
 
 
 def _text(value: object) -> str:
@@ -517,9 +519,15 @@ class Poller:
             until = min(until, time.monotonic() + max(0.0, self.retry_at - time.time()))
         if self.recheck_at is not None:
             until = min(until, self.recheck_at)
-        timeout = max(0.01, until - time.monotonic())
-        item = self.connection.blpop([self.keys.commands], timeout=timeout)
+        remaining = until - time.monotonic()
+        # Redis ends a BLPOP timeout on its next cron tick (hz 10: up to 0.1 s late), so cycles
+        # drifted to about interval + 0.05 s. Block until a tick before the deadline, then sleep
+        # the rest here (a command arriving meanwhile is read by the next wait, at once).
+        early = REDIS_TICK if remaining > 2 * REDIS_TICK else 0.0
+        item = self.connection.blpop([self.keys.commands], timeout=max(0.01, remaining - early))
         if item is None:
+            if early:
+                time.sleep(max(0.0, until - time.monotonic()))
             return time.monotonic() >= self.next_sync
         check_remote = self.answer(_text(item[1]))
         # Merge a burst of commands (pushes, job ends) into one cycle.
