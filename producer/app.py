@@ -15,15 +15,14 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import subprocess
 import threading
 import time
-from typing import Any
 
 import redis
 
 from producer.settings import Settings
+from producer.stop_signal import Stop, raise_stop_on_signals
 from workers.contract import wake_poller
 from workers.process_tree import kill_run
 
@@ -35,10 +34,6 @@ EVENT_WAIT = 30
 
 def say(message: str) -> None:
     print(f"[APP] {message}", flush=True)
-
-
-class Stop(Exception):
-    pass
 
 
 class AppSupervisor:
@@ -101,11 +96,7 @@ class AppSupervisor:
             self.start_app(commit)
 
     def run(self) -> int:
-        def stop(signum: int, frame: Any) -> None:
-            raise Stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        raise_stop_on_signals()
         try:
             if not self.command:
                 say(

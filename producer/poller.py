@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +28,7 @@ from producer.deploy_queue import DeployQueue
 from producer.git_sync import GitCheckout, GitSyncError
 from producer.replicas import RECHECK_INTERVAL, Replicas
 from producer.settings import Settings
+from producer.stop_signal import Stop, raise_stop_on_signals
 from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind, JobSpec
 from workers.lease import LEASE_TTL, Lease
@@ -51,10 +51,6 @@ def say(message: str) -> None:
 
 def backoff(base: float, failures: int, cap: float) -> float:
     return float(min(cap, base * (2 ** max(0, failures - 1))))
-
-
-class Stop(Exception):
-    """SIGTERM/SIGINT: leave the loop."""
 
 
 class Poller:
@@ -305,12 +301,16 @@ class Poller:
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # The job goes on in the worker, which records its outcome once Redis is back.
                 self.redis_down(exc)
-                self._sleep(min(5.0, max(0.5, time.time() - (self.redis_down_since or time.time()))))
+                self.redis_pause()
 
     def redis_down(self, exc: Exception) -> None:
         if self.redis_down_since is None:
             self.redis_down_since = time.time()
             say(f"[ERROR] Redis unreachable ({type(exc).__name__}); retrying with back-off")
+
+    def redis_pause(self) -> None:
+        """Back off while Redis is away: 0.5 s at first, growing with the outage, at most 5 s."""
+        self._sleep(min(5.0, max(0.5, time.time() - (self.redis_down_since or time.time()))))
 
     def redis_back(self) -> None:
         if self.redis_down_since is not None:
@@ -543,14 +543,10 @@ class Poller:
                     self.redis_lost_data()
                 self.cycle(check_remote)
                 check_remote = self.wait()
-                if self.redis_down_since is not None:
-                    say(f"[INFO] Redis reachable again after {time.time() - self.redis_down_since:.0f}s")
-                    self.redis_down_since = None
+                self.redis_back()
             except redis.RedisError as exc:
-                if self.redis_down_since is None:
-                    self.redis_down_since = time.time()
-                    say(f"[ERROR] Redis unreachable ({type(exc).__name__}); retrying with back-off")
-                self._sleep(min(5.0, max(0.5, time.time() - self.redis_down_since)))
+                self.redis_down(exc)
+                self.redis_pause()
                 check_remote = True
             except GitSyncError as exc:
                 say(f"[ERROR] {exc}")
@@ -581,11 +577,7 @@ class Poller:
         time.sleep(seconds)
 
     def run(self) -> int:
-        def stop(signum: int, frame: Any) -> None:
-            raise Stop()
-
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        raise_stop_on_signals()
         try:
             while True:
                 try:
@@ -595,7 +587,7 @@ class Poller:
                     # Redis went away during the boot: boot again once it is back (a new boot
                     # number, so nothing of the interrupted one is taken for current).
                     self.redis_down(exc)
-                    self._sleep(min(5.0, max(0.5, time.time() - (self.redis_down_since or time.time()))))
+                    self.redis_pause()
             if not booted:
                 return 1
             self.loop()
