@@ -9,19 +9,15 @@ command line of any process while the stack runs.
 from __future__ import annotations
 
 import json
-import os
-import threading
 import urllib.request
 import uuid
-import zlib
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import redis
 
 from tests.conftest import GitRemote, wait_until
 from tests.git_http_server import GitHTTPServer
+from tests.secret_surfaces import CmdlineSampler, redis_items
 
 pytestmark = pytest.mark.e2e
 
@@ -44,77 +40,6 @@ def marks(tmp_path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-class CmdlineWatch:
-    """Samples ``/proc/*/cmdline`` of every process in a thread; remembers lines holding the marker."""
-
-    def __init__(self, marker: str):
-        self.marker = marker.encode()
-        self.hits: list[str] = []
-        self.git_seen = 0
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit():
-                    continue
-                try:
-                    with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
-                        cmdline = handle.read()
-                except OSError:
-                    continue
-                if self.marker in cmdline:
-                    self.hits.append(cmdline.replace(self.marker, b"<TOKEN>").decode(errors="replace"))
-                if cmdline.startswith(b"git\0") and (b"ls-remote" in cmdline or b"fetch" in cmdline):
-                    self.git_seen += 1
-            self.samples += 1
-            self._stop.wait(0.005)
-
-    def __enter__(self) -> CmdlineWatch:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
-def redis_dump(url: str) -> Iterator[tuple[bytes, bytes]]:
-    """Every key and every value (strings, hashes, lists, sets, zsets, streams) of the server.
-
-    RQ keeps job data zlib-compressed: such values are also given decompressed.
-    """
-    client = redis.Redis.from_url(url)
-    for key in client.scan_iter(count=500):
-        kind = client.type(key)
-        values: list[bytes] = []
-        if kind == b"string":
-            values = [client.get(key) or b""]
-        elif kind == b"hash":
-            for field, value in client.hgetall(key).items():
-                values += [field, value]
-        elif kind == b"list":
-            values = client.lrange(key, 0, -1)
-        elif kind == b"set":
-            values = list(client.smembers(key))
-        elif kind == b"zset":
-            values = [member for member, _ in client.zrange(key, 0, -1, withscores=True)]
-        elif kind == b"stream":
-            for _, fields in client.xrange(key):
-                for field, value in fields.items():
-                    values += [field, value]
-        yield key, key
-        for value in values:
-            yield key, value
-            try:
-                inflated = zlib.decompress(value)
-            except zlib.error:
-                continue
-            yield key, inflated
-
-
 def files_holding(root: Path, marker: str) -> list[str]:
     found = []
     for path in root.rglob("*"):
@@ -132,7 +57,7 @@ def assert_marker_nowhere(marker: str, log: str, workspace: Path, redis_url: str
     config = (workspace / ".git" / "config").read_text()
     assert "@" not in config.split("[remote")[1].split("\n")[1], "credentials in the remote URL"
     keys = 0
-    for key, value in redis_dump(redis_url):
+    for key, value in redis_items(redis_url):
         keys += 1
         assert marker.encode() not in value, f"the token is in Redis under {key!r}"
     assert keys > 10, "the Redis dump saw almost nothing: the scan is broken"
@@ -154,7 +79,7 @@ def test_token_clones_fetches_and_never_leaks(tmp_path, redis_url, stack_factory
     app, jobs = GitRemote(served, "app"), GitRemote(served, "jobs")
     first = app.commit(APP)
     jobs.commit(job_script("v1"))
-    with GitHTTPServer(served, marker) as server, CmdlineWatch(marker) as watch:
+    with GitHTTPServer(served, marker) as server, CmdlineSampler({"token": marker}) as watch:
         env = {
             "GITHUB_BRANCH": "main",
             "PRE_DEPLOY_REPO_URL": server.url("jobs.git"),
@@ -179,7 +104,9 @@ def test_token_clones_fetches_and_never_leaks(tmp_path, redis_url, stack_factory
         stack.wait_for_log(f"[INFO] Repository commit unchanged. Skipping deploy jobs. (commit {second[:7]})")
         assert f"v1 {second}" not in marks(tmp_path), "the job repository was not updated before the run"
         assert server.authorized > 0 and server.rejected == 0
-        assert watch.git_seen > 0, "the /proc sampler never saw a git fetch: it proves nothing"
+        assert watch.git_commands["fetch"] + watch.git_commands["ls-remote"] > 0, (
+            "the /proc sampler never saw a git fetch: it proves nothing"
+        )
         assert not watch.hits, f"the token is on a command line: {watch.hits[:3]}"
         log = stack.log()
         assert "[PRE-DEPLOY] job v2: repo http://" in log, "the job output did not reach the log"

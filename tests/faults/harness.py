@@ -236,38 +236,6 @@ def queue_busy(stack: Stack) -> bool:
     return queued or deferred or bool(started_registry_entries(stack))
 
 
-def redis_dump(stack: Stack) -> str:
-    """Every key and every value in the stack's Redis, as text (for grepping secrets)."""
-    r = redis.Redis.from_url(stack.env["REDIS_URL"])
-    parts: list[str] = []
-    for key in r.scan_iter(count=1000):
-        kind = r.type(key).decode()
-        parts.append(key.decode(errors="replace"))
-        value: Any
-        if kind == "string":
-            value = [r.get(key)]
-        elif kind == "hash":
-            value = [b for kv in r.hgetall(key).items() for b in kv]
-        elif kind == "list":
-            value = r.lrange(key, 0, -1)
-        elif kind == "set":
-            value = list(r.smembers(key))
-        elif kind == "zset":
-            value = [m for m, _ in r.zrange(key, 0, -1, withscores=True)]
-        elif kind == "stream":
-            value = [b for _, fields in r.xrange(key) for kv in fields.items() for b in kv]
-        else:
-            value = []
-        parts.extend(v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in value)
-        # RQ keeps job data zlib-compressed (pickled): look inside too.
-        if kind == "hash" and r.hget(key, "data"):
-            import zlib
-
-            with contextlib.suppress(zlib.error):
-                parts.append(zlib.decompress(r.hget(key, "data") or b"").decode(errors="replace"))
-    return "\n".join(parts)
-
-
 # -- processes -------------------------------------------------------------------------
 def stack_processes(stack: Stack) -> dict[str, psutil.Process]:
     """The Procfile processes under honcho, by name (poller, worker, app, redis)."""

@@ -10,10 +10,7 @@ every surface is searched for them: the whole honcho log, every file of every ch
 
 from __future__ import annotations
 
-import contextlib
-import os
 import subprocess
-import threading
 import urllib.error
 import urllib.request
 import uuid
@@ -28,9 +25,9 @@ from tests.faults.harness import (
     PersistentRedis,
     is_deployed,
     job_env,
-    redis_dump,
     wait_for_processes,
 )
+from tests.secret_surfaces import CmdlineSampler, redis_text
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
@@ -54,41 +51,6 @@ def secret_env(markers: dict[str, str]) -> dict[str, str]:
     }
 
 
-class CmdlineSampler:
-    """Reads /proc/*/cmdline of every process every few ms in a thread; keeps those with a marker."""
-
-    def __init__(self, markers: dict[str, str]):
-        self.markers = {name: value.encode() for name, value in markers.items()}
-        self.hits: list[str] = []
-        self.samples = 0
-        self.git_seen = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for entry in os.scandir("/proc"):
-                if not entry.name.isdigit():
-                    continue
-                with contextlib.suppress(OSError):
-                    with open(f"/proc/{entry.name}/cmdline", "rb") as f:
-                        cmdline = f.read()
-                    self.git_seen += cmdline.startswith(b"git\0")
-                    for name, value in self.markers.items():
-                        if value in cmdline:
-                            self.hits.append(f"{name} in pid {entry.name}: {cmdline[:200]!r}")
-            self.samples += 1
-            self._stop.wait(0.01)
-
-    def __enter__(self) -> CmdlineSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(5)
-
-
 def http_get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -100,7 +62,7 @@ def http_get(url: str) -> tuple[int, str]:
 def surfaces(stack: Stack) -> dict[str, str]:
     """Everything a user or an attacker on the box can read about the stack, as text."""
     port = stack.env["DEV_HEALTH_PORT"]
-    found: dict[str, str] = {"honcho log": stack.log(), "redis": redis_dump(stack)}
+    found: dict[str, str] = {"honcho log": stack.log(), "redis": redis_text(stack.env["REDIS_URL"])}
     for path in ("/dev_health", "/status", "/metrics"):
         code, body = http_get(f"http://127.0.0.1:{port}{path}")
         assert code == 200, f"GET {path} answered {code}: {body[:300]}"
