@@ -14,8 +14,11 @@ token from the environment of that git process only::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
+import time
 from pathlib import Path
 
 import git
@@ -117,6 +120,8 @@ class GitCheckout:
                     f"{self.path} already holds a clone of another repository; "
                     "empty it or choose another WORKSPACE_PATH"
                 )
+            for lock in self.clear_stale_locks():
+                print(f"[WARN] Removed {lock}, left by a git killed with an earlier poller", flush=True)
         else:
             if self.path.exists() and any(self.path.iterdir()):
                 raise GitSyncError(
@@ -145,6 +150,43 @@ class GitCheckout:
                 raise GitSyncError("the remote has no default branch; set GITHUB_BRANCH") from None
         self.fetched = self.local_ref()
         return self.branch
+
+    def clear_stale_locks(self) -> list[str]:
+        """Before reusing a clone: end orphaned git processes in it and remove the locks they left.
+
+        A poller killed mid-checkout leaves its git child behind (re-parented to init) and,
+        once that dies, ``index.lock`` or a ref lock that fails every later git command.
+        Only orphans are ended: a git run by a job or the app has a living parent.
+        """
+        workspace = str(self.path.resolve())
+        killed: list[int] = []
+        for entry in os.scandir("/proc"):
+            if not entry.name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry.name}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+                cwd = os.readlink(f"/proc/{entry.name}/cwd")
+                with open(f"/proc/{entry.name}/comm") as handle:
+                    comm = handle.read().strip()
+            except OSError:
+                continue
+            orphan = fields[1] == "1"
+            if orphan and comm.startswith("git") and (cwd == workspace or cwd.startswith(workspace + "/")):
+                with contextlib.suppress(OSError):
+                    os.kill(int(entry.name), signal.SIGKILL)
+                    killed.append(int(entry.name))
+        deadline = time.monotonic() + 2.0
+        while killed and time.monotonic() < deadline:
+            killed = [pid for pid in killed if os.path.exists(f"/proc/{pid}/cwd")]
+            time.sleep(0.02)
+        gitdir = self.path / ".git"
+        removed = []
+        for lock in [*gitdir.glob("*.lock"), *gitdir.glob("refs/**/*.lock")]:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+                removed.append(str(lock))
+        return removed
 
     def local_ref(self) -> str | None:
         try:
