@@ -19,7 +19,7 @@ from functools import partial
 from pathlib import Path
 
 from bench.deploys import KEYS
-from bench.stack import GitRemote, RedisServer, Stack, stack_env, wait_until
+from bench.stack import BENCH_IDS, GitRemote, RedisServer, Stack, stack_env, wait_until
 from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind
 
@@ -81,6 +81,7 @@ def measure_boot(root: Path, remote: GitRemote, server: RedisServer, trials: int
             PRE_DEPLOY_COMMAND="true",
             DEV_START_COMMAND=APP_FIRST_LINE,
             BENCH_BOOT=str(first_line),
+            **BENCH_IDS,
         )
         stack = Stack(env, root / f"boot-{i}.log")
         try:

@@ -18,7 +18,16 @@ from pathlib import Path
 
 import redis
 
-from bench.stack import DEPLOYMENT_ID, INSTANCE_ID, GitRemote, RedisServer, Stack, stack_env, wait_until
+from bench.stack import (
+    BENCH_IDS,
+    DEPLOYMENT_ID,
+    INSTANCE_ID,
+    GitRemote,
+    RedisServer,
+    Stack,
+    stack_env,
+    wait_until,
+)
 from producer.deploy_queue import DeployQueue
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind
@@ -101,6 +110,7 @@ def launch(root: Path, name: str, remote: GitRemote, server: RedisServer, **env:
         "POST_DEPLOY_COMMAND": POST_COMMAND,
         "DEV_START_COMMAND": APP_COMMAND,
         "BENCH_MARKS": str(marks),
+        **BENCH_IDS,
         **env,
     }
     stack = Stack(stack_env(remote, root / f"ws-{name}", server.url, **values), root / f"{name}.log").start()

@@ -1,13 +1,13 @@
-"""The real parts the benchmark drives: a redis-server, a local bare repository, the Procfile.
+"""The real parts the benchmark and the tests drive: a redis-server, a local bare repository, the Procfile.
 
 Nothing here depends on pytest, so ``python -m bench`` runs from a clean clone with the
-project installed::
+project installed; ``tests/conftest.py`` wraps the same classes in fixtures::
 
     with Workdir() as root:
         server = RedisServer(root / "redis").start()
         remote = GitRemote(root)
         remote.commit({"app.sh": "exec sleep 600\\n"})
-        stack = Stack(stack_env(remote, root / "ws", server.url, DEV_START_COMMAND="bash app.sh"),
+        stack = Stack(stack_env(remote, root / "ws", server.url, DEV_START_COMMAND="bash app.sh", **BENCH_IDS),
                       root / "stack.log").start()
         stack.wait_for_log("[APP] Starting")
         stack.stop(); server.stop()
@@ -35,10 +35,11 @@ VENV_BIN = Path(sys.executable).parent
 #: Every stack of the benchmark uses these, so the bench knows its Redis keys (DeployKeys).
 DEPLOYMENT_ID = "bench"
 INSTANCE_ID = "bench"
+BENCH_IDS = {"DEPLOYMENT_ID": DEPLOYMENT_ID, "INSTANCE_ID": INSTANCE_ID}
 
 
-class BenchError(Exception):
-    """A step of the benchmark did not happen in time; the message says which."""
+class BenchError(AssertionError):
+    """A step did not happen in time; the message says which (a failed assertion in a test)."""
 
 
 def free_port() -> int:
@@ -47,7 +48,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.005) -> Any:
+def wait_until(
+    predicate: Callable[[], Any], timeout: float = 20.0, what: str = "", interval: float = 0.05
+) -> Any:
     """Poll ``predicate`` until it returns something truthy; BenchError naming ``what`` at the deadline."""
     deadline = time.monotonic() + timeout
     while True:
@@ -55,7 +58,7 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
         if value:
             return value
         if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
+            raise BenchError(f"timed out after {timeout:g}s waiting for {what or predicate}")
         time.sleep(interval)
 
 
@@ -78,9 +81,9 @@ class Workdir:
 class RedisServer:
     """A redis-server on a free port, without persistence."""
 
-    def __init__(self, workdir: Path):
+    def __init__(self, workdir: Path, port: int | None = None):
         self.workdir = workdir
-        self.port = free_port()
+        self.port = port or free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -149,7 +152,9 @@ class GitRemote:
     def url(self) -> str:
         return str(self.bare)
 
-    def commit(self, files: dict[str, str] | None = None, push: bool = True) -> str:
+    def commit(
+        self, files: dict[str, str] | None = None, message: str | None = None, push: bool = True
+    ) -> str:
         """Commit ``files`` (or a one-line change) and, by default, push; returns the sha."""
         self.counter += 1
         for rel, content in (files or {"CHANGES": f"{self.counter}\n"}).items():
@@ -157,7 +162,9 @@ class GitRemote:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(content)
         run_git("add", "-A", cwd=self.work)
-        run_git("commit", "--quiet", "-m", f"change {self.counter}", cwd=self.work)
+        run_git(
+            "commit", "--quiet", "--allow-empty", "-m", message or f"change {self.counter}", cwd=self.work
+        )
         sha = run_git("rev-parse", "HEAD", cwd=self.work)
         if push:
             self.push()
@@ -166,14 +173,27 @@ class GitRemote:
     def head(self) -> str:
         return run_git("rev-parse", "HEAD", cwd=self.work)
 
-    def push(self) -> float:
+    def push(self, force: bool = False) -> float:
         """Push the working clone's HEAD; returns time.time() when ``git push`` returned."""
-        run_git("push", "--quiet", "origin", f"HEAD:refs/heads/{self.branch}", cwd=self.work)
+        run_git(
+            "push",
+            "--quiet",
+            *(["--force"] if force else []),
+            "origin",
+            f"HEAD:refs/heads/{self.branch}",
+            cwd=self.work,
+        )
         return time.time()
 
 
-def stack_env(remote: GitRemote, workspace: Path, redis_url: str | None, **overrides: str) -> dict[str, str]:
-    """The container environment of one stack: ours, plus the bench's overrides."""
+def stack_env(
+    remote: GitRemote | None, workspace: Path, redis_url: str | None, **overrides: str
+) -> dict[str, str]:
+    """The container environment of one stack: this process's, without any hotreload setting, plus ``overrides``.
+
+    Free ports for every listener; INSTANCE_ID ``test`` and the DEPLOYMENT_ID derived from the
+    repository unless overridden (the bench passes ``BENCH_IDS``).
+    """
     env = {
         k: v
         for k, v in os.environ.items()
@@ -186,17 +206,17 @@ def stack_env(remote: GitRemote, workspace: Path, redis_url: str | None, **overr
             "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "PYTHONUNBUFFERED": "1",
             "WORKSPACE_PATH": str(workspace),
-            "GITHUB_REPO_URL": remote.url,
-            "GITHUB_BRANCH": remote.branch,
             "GITHUB_SYNC_INTERVAL": "1",
             "DEV_HEALTH_PORT": str(free_port()),
             "HOTRELOAD_REDIS_PORT": str(free_port()),
             "RQ_DASHBOARD_PORT": str(free_port()),
-            "DEPLOYMENT_ID": DEPLOYMENT_ID,
-            "INSTANCE_ID": INSTANCE_ID,
+            "INSTANCE_ID": "test",
             "KILL_GRACE": "1",
         }
     )
+    if remote is not None:
+        env["GITHUB_REPO_URL"] = remote.url
+        env["GITHUB_BRANCH"] = remote.branch
     if redis_url:
         env["REDIS_URL"] = redis_url
     env.update(overrides)
@@ -238,9 +258,11 @@ class Stack:
         if self.process is not None and self.process.poll() is not None:
             raise BenchError(f"the stack exited with code {self.process.returncode}:\n{self.log()[-3000:]}")
 
-    def wait_for_log(self, text: str, timeout: float = 30.0) -> None:
+    def wait_for_log(self, text: str, timeout: float = 30.0, count: int = 1) -> str:
+        """Wait until ``text`` appeared ``count`` times; returns the whole log."""
+
         def seen() -> bool:
-            if text in self.log():
+            if self.log().count(text) >= count:
                 return True
             self.check_running()
             return False
@@ -248,11 +270,24 @@ class Stack:
         try:
             wait_until(seen, timeout, repr(text), 0.02)
         except BenchError as exc:
-            raise BenchError(f"{exc}\n--- stack log tail ---\n{self.log()[-3000:]}") from None
+            raise BenchError(f"{exc}\n--- stack log tail ---\n{self.log()[-4000:]}") from None
+        return self.log()
+
+    def wait_exit(self, timeout: float = 30.0) -> int:
+        assert self.process is not None
+        try:
+            return self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError(f"stack still running after {timeout}s:\n{self.log()[-4000:]}") from None
+
+    def terminate(self) -> None:
+        """SIGTERM to honcho alone, as a container runtime sends it."""
+        if self.process and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
+            self.terminate()
             try:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:

@@ -166,7 +166,10 @@ def test_five_replicas_run_each_pre_deploy_once_and_post_deploy_once(tmp_path, r
     wait_until(lambda: all_processed(stacks, final), 60, 0.1, what="every replica to deploy the last commit")
     wait_until(lambda: marks(tmp_path, "post-end", final), 30, 0.1, what="POST_DEPLOY of the last commit")
     wait_until(
-        lambda: len(marks(tmp_path, "app", final)) == REPLICAS, 30, 0.1, what="every app on the last commit"
+        lambda: len(marks(tmp_path, "app", final)) == REPLICAS,
+        30,
+        interval=0.1,
+        what="every app on the last commit",
     )
     time.sleep(2)  # several more sync cycles: nothing may run again
 
@@ -225,7 +228,7 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     wait_until(
         lambda: {n for _, _, n in marks(tmp_path, "post-end", first)} == set(stacks),
         30,
-        0.1,
+        interval=0.1,
         what="POST_DEPLOY_SCOPE=each: the boot commit's POST_DEPLOY on every replica",
     )
     assert len(marks(tmp_path, "pre-start", first)) == 1
@@ -245,7 +248,7 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     taken = wait_until(
         lambda: [m for m in marks(tmp_path, "pre-start", second) if m[2] != holder],
         LEASE_TTL + 10,
-        0.05,
+        interval=0.05,
         what="another replica to take the commit over",
     )
     takeover = taken[0][0] - killed_at
@@ -258,7 +261,7 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     wait_until(
         lambda: {n for _, _, n in marks(tmp_path, "post-end", second)} == set(others),
         30,
-        0.1,
+        interval=0.1,
         what="POST_DEPLOY_SCOPE=each: POST_DEPLOY on every surviving replica",
     )
     time.sleep(2)
