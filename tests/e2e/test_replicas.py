@@ -144,8 +144,12 @@ def kill_container(stack: Stack) -> int:
 def test_five_replicas_run_each_pre_deploy_once_and_post_deploy_once(tmp_path, remote, stack_factory):
     first = remote.commit({"job.sh": JOB_SH, "app.sh": APP_SH, "version.txt": "0\n"})
     stacks = start_replicas(tmp_path, remote, stack_factory, scope="once")
-    wait_until(lambda: all_processed(stacks, first), 60, 0.1, what="every replica to deploy the boot commit")
-    wait_until(lambda: len(marks(tmp_path, "app", first)) == REPLICAS, 30, 0.1, what="every app to start")
+    wait_until(
+        lambda: all_processed(stacks, first), 60, interval=0.1, what="every replica to deploy the boot commit"
+    )
+    wait_until(
+        lambda: len(marks(tmp_path, "app", first)) == REPLICAS, 30, interval=0.1, what="every app to start"
+    )
     assert len(marks(tmp_path, "pre-start", first)) == 1, "the boot PRE_DEPLOY ran on more than one replica"
     booted_by = marks(tmp_path, "pre-start", first)[0][2]
     pre_end = marks(tmp_path, "pre-end", first)[0][0]
@@ -158,13 +162,19 @@ def test_five_replicas_run_each_pre_deploy_once_and_post_deploy_once(tmp_path, r
         pushed = time.time()
         sha = push(remote, stacks, n)
         commits.append(sha)
-        started = wait_until(lambda sha=sha: marks(tmp_path, "pre-start", sha), 30, 0.05, what=f"PRE of v{n}")
+        started = wait_until(
+            lambda sha=sha: marks(tmp_path, "pre-start", sha), 30, interval=0.05, what=f"PRE of v{n}"
+        )
         latencies.append(started[0][0] - pushed)
         # Every other push lands while this PRE_DEPLOY still runs: that commit waits its turn.
         time.sleep(max(0.0, pushed + 1.0 - time.time()) if n % 2 else 0.0)
     final = commits[-1]
-    wait_until(lambda: all_processed(stacks, final), 60, 0.1, what="every replica to deploy the last commit")
-    wait_until(lambda: marks(tmp_path, "post-end", final), 30, 0.1, what="POST_DEPLOY of the last commit")
+    wait_until(
+        lambda: all_processed(stacks, final), 60, interval=0.1, what="every replica to deploy the last commit"
+    )
+    wait_until(
+        lambda: marks(tmp_path, "post-end", final), 30, interval=0.1, what="POST_DEPLOY of the last commit"
+    )
     wait_until(
         lambda: len(marks(tmp_path, "app", final)) == REPLICAS,
         30,
@@ -224,7 +234,9 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
 ):
     first = remote.commit({"job.sh": JOB_SH, "app.sh": APP_SH, "version.txt": "0\n"})
     stacks = start_replicas(tmp_path, remote, stack_factory, scope="each")
-    wait_until(lambda: all_processed(stacks, first), 60, 0.1, what="every replica to deploy the boot commit")
+    wait_until(
+        lambda: all_processed(stacks, first), 60, interval=0.1, what="every replica to deploy the boot commit"
+    )
     wait_until(
         lambda: {n for _, _, n in marks(tmp_path, "post-end", first)} == set(stacks),
         30,
@@ -235,7 +247,9 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
 
     (tmp_path / "hold").touch()  # the next PRE_DEPLOY is a slow migration
     second = push(remote, stacks, 1)
-    _, _, holder = wait_until(lambda: marks(tmp_path, "pre-start", second), 30, 0.05, what="the slow PRE")[0]
+    _, _, holder = wait_until(
+        lambda: marks(tmp_path, "pre-start", second), 30, interval=0.05, what="the slow PRE"
+    )[0]
     others = {name: stack for name, stack in stacks.items() if name != holder}
     for name, stack in others.items():
         stack.wait_for_log(f"PRE_DEPLOY is running on instance {holder}; waiting for its outcome", 10)
@@ -256,7 +270,10 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     successor = taken[0][2]
 
     wait_until(
-        lambda: all(processed(others, n) == second for n in others), 30, 0.1, what="the survivors to deploy"
+        lambda: all(processed(others, n) == second for n in others),
+        30,
+        interval=0.1,
+        what="the survivors to deploy",
     )
     wait_until(
         lambda: {n for _, _, n in marks(tmp_path, "post-end", second)} == set(others),
@@ -279,7 +296,12 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     # A failing PRE_DEPLOY: every replica keeps the previous commit; the retries, with one
     # shared back-off, run one at a time on whichever replica wins the lease.
     broken = push(remote, others, 2, {"broken": "1"})
-    wait_until(lambda: len(attempts(tmp_path, broken)) >= 3, 30, 0.1, what="two retries of the broken commit")
+    wait_until(
+        lambda: len(attempts(tmp_path, broken)) >= 3,
+        30,
+        interval=0.1,
+        what="two retries of the broken commit",
+    )
     assert attempts(tmp_path, broken)[:3] == ["1", "2", "3"], (
         "each attempt runs once, numbered across replicas"
     )
@@ -289,7 +311,10 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
     assert all(processed(stacks, n) == second for n in others), "a replica left the last good commit"
     record_key = DeployKeys(DEPLOYMENT, "x").commit_record(broken)
     wait_until(
-        lambda: int(r.hget(record_key, "pre_attempt") or 0) >= 3, 10, 0.05, what="the 3rd attempt's outcome"
+        lambda: int(r.hget(record_key, "pre_attempt") or 0) >= 3,
+        10,
+        interval=0.05,
+        what="the 3rd attempt's outcome",
     )
     assert r.hget(record_key, "pre_outcome") == "failed"
     print(f"\nreplicas: lease holder {holder} killed, {successor} took over after {takeover:.1f}s")
