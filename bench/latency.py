@@ -17,8 +17,6 @@ pushes ``sync`` on the poller's command list instead (what the webhook does) and
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import random
 import time
@@ -28,7 +26,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from bench.deploys import Deploys
-from bench.stack import BenchError, GitRemote, wait_until
+from bench.stack import BenchError, GitRemote, signed_push_request, wait_until
 from workers.contract import wake_poller
 
 WEBHOOK_SECRET = "bench-webhook-secret"
@@ -38,21 +36,7 @@ FALLBACK = "rpush sync (no /webhook/github endpoint yet)"
 
 def send_webhook(port: int, secret: str, branch: str, sha: str) -> bool:
     """POST a signed GitHub push event; False when the poller has no webhook endpoint."""
-    body = json.dumps(
-        {"ref": f"refs/heads/{branch}", "after": sha, "repository": {"full_name": "bench/app"}}
-    ).encode()
-    signature = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{port}/webhook/github",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
-            "X-GitHub-Delivery": f"bench-{sha[:12]}",
-            "X-Hub-Signature-256": signature,
-        },
-    )
+    request = signed_push_request(port, secret, branch, sha, {"X-GitHub-Delivery": f"bench-{sha[:12]}"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
             answer = response.read()

@@ -15,6 +15,9 @@ project installed; ``tests/conftest.py`` wraps the same classes in fixtures::
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import os
 import shutil
 import signal
@@ -23,12 +26,14 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
@@ -221,6 +226,35 @@ def stack_env(
         env["REDIS_URL"] = redis_url
     env.update(overrides)
     return env
+
+
+def signed_push_request(
+    port: int | str, secret: str, branch: str, sha: str, headers: dict[str, str] | None = None
+) -> urllib.request.Request:
+    """A GitHub push delivery for ``branch`` at ``sha`` to the poller, signed as GitHub signs it."""
+    body = json.dumps({"ref": f"refs/heads/{branch}", "after": sha, "repository": {"full_name": "test/app"}})
+    data = body.encode()
+    return urllib.request.Request(
+        f"http://127.0.0.1:{port}/webhook/github",
+        data=data,
+        method="POST",
+        headers={
+            "Content-Type": "application/json",
+            "X-GitHub-Event": "push",
+            "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), data, hashlib.sha256).hexdigest(),
+            **(headers or {}),
+        },
+    )
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Prometheus text exposition as ``{'name{label=value,...}': value}``."""
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
+            samples[f"{sample.name}{{{labels}}}"] = sample.value
+    return samples
 
 
 class Stack:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -14,8 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.stack import metric_samples, signed_push_request
 from tests.conftest import GitRemote, Stack, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -74,26 +72,11 @@ def status(stack: Stack) -> dict:
 def metrics(stack: Stack) -> dict[str, float]:
     code, body = get(stack, "/metrics")
     assert code == 200
-    samples = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}"] = sample.value
-    return samples
+    return metric_samples(body.decode())
 
 
 def webhook(stack: Stack, branch: str, sha: str) -> tuple[int, dict]:
-    body = json.dumps({"ref": f"refs/heads/{branch}", "after": sha}).encode()
-    request = urllib.request.Request(
-        f"http://127.0.0.1:{stack.env['DEV_HEALTH_PORT']}/webhook/github",
-        data=body,
-        method="POST",
-        headers={
-            "Content-Type": "application/json",
-            "X-GitHub-Event": "push",
-            "X-Hub-Signature-256": "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest(),
-        },
-    )
+    request = signed_push_request(stack.env["DEV_HEALTH_PORT"], SECRET, branch, sha)
     with urllib.request.urlopen(request, timeout=5) as response:
         return response.status, json.loads(response.read())
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
+from bench.stack import metric_samples
 from producer.cli import attach_endpoints
 from producer.http_server import HotreloadHTTPServer
 from producer.settings import Settings, load_settings
@@ -256,12 +256,7 @@ def cli_env(settings: Settings) -> dict[str, str]:
 def scrape(server: Server) -> dict[str, float]:
     code, body, content_type = server.get("/metrics")
     assert code == 200 and content_type.startswith("text/plain")
-    samples = {}
-    for family in text_string_to_metric_families(body.decode()):
-        for sample in family.samples:
-            labels = ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items()))
-            samples[f"{sample.name}{{{labels}}}"] = sample.value
-    return samples
+    return metric_samples(body.decode())
 
 
 def test_metrics_count_syncs_and_job_runs_and_keep_a_failure_alert_until_a_success(server: Server):
