@@ -57,9 +57,12 @@ def _die_with_parent() -> None:
 
 
 def workspace_head(workspace: str) -> str | None:
+    # --git-dir pins git to the workspace: without it, a workspace that lost its .git would
+    # answer with the HEAD of whatever repository encloses it.
+    git_dir = os.path.join(workspace, ".git")
     try:
         out = subprocess.run(
-            ["git", "-C", workspace, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+            ["git", "--git-dir", git_dir, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
         )
     except (OSError, subprocess.SubprocessError):
         return None
