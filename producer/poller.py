@@ -32,6 +32,7 @@ from producer.stop_signal import Stop, raise_stop_on_signals
 from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind, JobSpec
 from workers.lease import LEASE_TTL, Lease
+from workers.redis_outage import Outage
 
 if TYPE_CHECKING:
     from producer.metrics import Metrics
@@ -93,7 +94,7 @@ class Poller:
         self.retry_at: float | None = None
         self.last_error: str | None = None
         self.unchanged_logged: str | None = None
-        self.redis_down_since: float | None = None
+        self.outage = Outage("poller")
 
     # -- status ---------------------------------------------------------------------
     def health(self) -> dict[str, Any]:
@@ -294,28 +295,18 @@ class Poller:
             try:
                 status = job.get_status(refresh=True)
                 if status in (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED):
-                    self.redis_back()
+                    self.outage.over()
                     return status
                 self.connection.blpop([self.keys.commands], timeout=0.5)
-                self.redis_back()
+                self.outage.over()
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # The job goes on in the worker, which records its outcome once Redis is back.
-                self.redis_down(exc)
+                self.outage.down(exc)
                 self.redis_pause()
-
-    def redis_down(self, exc: Exception) -> None:
-        if self.redis_down_since is None:
-            self.redis_down_since = time.time()
-            say(f"[ERROR] Redis unreachable ({type(exc).__name__}); retrying with back-off")
 
     def redis_pause(self) -> None:
         """Back off while Redis is away: 0.5 s at first, growing with the outage, at most 5 s."""
-        self._sleep(min(5.0, max(0.5, time.time() - (self.redis_down_since or time.time()))))
-
-    def redis_back(self) -> None:
-        if self.redis_down_since is not None:
-            say(f"[INFO] Redis reachable again after {time.time() - self.redis_down_since:.0f}s")
-            self.redis_down_since = None
+        self._sleep(min(5.0, max(0.5, time.time() - (self.outage.since or time.time()))))
 
     def open_gate(self) -> None:
         self.booted = True
@@ -539,13 +530,13 @@ class Poller:
         check_remote = True
         while True:
             try:
-                if self.redis_down_since is not None and not self.connection.exists(self.keys.boots):
+                if self.outage.active and not self.connection.exists(self.keys.boots):
                     self.redis_lost_data()
                 self.cycle(check_remote)
                 check_remote = self.wait()
-                self.redis_back()
+                self.outage.over()
             except redis.RedisError as exc:
-                self.redis_down(exc)
+                self.outage.down(exc)
                 self.redis_pause()
                 check_remote = True
             except GitSyncError as exc:
@@ -586,7 +577,7 @@ class Poller:
                 except (redis.ConnectionError, redis.TimeoutError) as exc:
                     # Redis went away during the boot: boot again once it is back (a new boot
                     # number, so nothing of the interrupted one is taken for current).
-                    self.redis_down(exc)
+                    self.outage.down(exc)
                     self.redis_pause()
             if not booted:
                 return 1
