@@ -307,6 +307,21 @@ class Stack:
             raise BenchError(f"{exc}\n--- stack log tail ---\n{self.log()[-4000:]}") from None
         return self.log()
 
+    def syncs(self, result: str = "unchanged") -> float:
+        """The poller's ``hotreload_syncs_total{result=...}`` (0 while /metrics does not answer)."""
+        url = f"http://127.0.0.1:{self.env['DEV_HEALTH_PORT']}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                samples = metric_samples(response.read().decode())
+        except OSError:
+            return 0.0
+        return samples.get(f"hotreload_syncs_total{{result={result}}}", 0.0)
+
+    def wait_for_syncs(self, count: int, result: str = "unchanged", timeout: float = 30.0) -> None:
+        """Wait until the poller has done ``count`` more sync cycles of ``result`` than now."""
+        start = self.syncs(result)
+        wait_until(lambda: self.syncs(result) >= start + count, timeout, f"{count} more {result} syncs", 0.05)
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         assert self.process is not None
         try:

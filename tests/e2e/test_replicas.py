@@ -181,7 +181,8 @@ def test_five_replicas_run_each_pre_deploy_once_and_post_deploy_once(tmp_path, r
         interval=0.1,
         what="every app on the last commit",
     )
-    time.sleep(2)  # several more sync cycles: nothing may run again
+    for stack in stacks.values():
+        stack.wait_for_syncs(2)  # several more sync cycles on every replica: nothing may run again
 
     r = connection(stacks)
     for sha in [first, *commits]:
@@ -281,7 +282,8 @@ def test_a_killed_lease_holder_is_taken_over_and_post_deploy_runs_on_each_replic
         interval=0.1,
         what="POST_DEPLOY_SCOPE=each: POST_DEPLOY on every surviving replica",
     )
-    time.sleep(2)
+    for stack in others.values():
+        stack.wait_for_syncs(2)
     assert len(marks(tmp_path, "pre-start", second)) == 2, "the killed run and the takeover, nothing else"
     assert [m[2] for m in marks(tmp_path, "pre-end", second)] == [successor], "the killed run must not finish"
     assert sorted(n for _, _, n in marks(tmp_path, "post-start", second)) == sorted(others)
