@@ -87,6 +87,9 @@ class DeployQueue:
         )
 
     def enqueue_deploy(self, pre: JobSpec | None, post: JobSpec | None) -> tuple[Job | None, Job | None]:
+        """PRE_DEPLOY, and POST_DEPLOY held back by RQ until it succeeded; nothing if PRE was enqueued already."""
         pre_job = self.enqueue(pre) if pre else None
+        if pre is not None and pre_job is None:
+            return None, None  # a duplicate decision: its POST_DEPLOY is queued behind the first one
         post_job = self.enqueue(post, depends_on=pre_job) if post else None
         return pre_job, post_job

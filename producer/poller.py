@@ -179,9 +179,9 @@ class Poller:
             self.tracker.mark_processed(commit)
             self.connection.rpush(self.keys.app_events, f"deployed {commit}")
             say(f"[INFO] Commit {commit[:7]} deployed (no PRE_DEPLOY_COMMAND configured)")
-        else:
-            say(f"[INFO] Deploying commit {commit[:7]}: PRE_DEPLOY queued (attempt {attempt})")
         pre_job, _ = self.queue.enqueue_deploy(pre, post)
+        if pre_job is not None:
+            say(f"[INFO] Deploying commit {commit[:7]}: PRE_DEPLOY queued (attempt {attempt})")
         self.pending_pre = pre_job
         self.set_state("pre_deploy" if pre else "post_deploy", checked_out=commit, processed=previous or "")
         return pre_job
