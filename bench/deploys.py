@@ -28,9 +28,9 @@ from bench.stack import (
     stack_env,
     wait_until,
 )
-from producer.deploy_queue import DeployQueue
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind
+from workers.deploy_state import DeployState
 
 KEYS = DeployKeys(DEPLOYMENT_ID, INSTANCE_ID)
 PRE_COMMAND = 'echo "$(date +%s.%N) $DEPLOY_COMMIT_SHA" >> "$BENCH_MARKS"'
@@ -48,7 +48,7 @@ class Deploys:
         self.keys = keys
         self.connection = redis.Redis.from_url(server.url)
         self.tracker = CommitTracker(self.connection, keys)
-        self.queue = DeployQueue(self.connection, keys)
+        self.queue = DeployState(self.connection, keys)
 
     @property
     def interval(self) -> float:

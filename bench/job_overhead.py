@@ -1,6 +1,6 @@
 """Per-job overhead: a PRE_DEPLOY of ``true`` through the whole path against ``bash -c true``.
 
-The path is the product's: ``DeployQueue.enqueue`` (dedup key, RQ job with the strict
+The path is the product's: ``DeployState.enqueue`` (dedup key, RQ job with the strict
 policy's callbacks) -> the running ``hotreload worker`` dequeues it, forks a work horse,
 ``run_deploy_job`` checks the workspace, ``run_shell`` runs ``bash -c true``, the outcome is
 stored, the strict policy marks the commit processed, and the worker wakes the poller.
@@ -23,8 +23,8 @@ import redis
 from rq.job import Job
 
 from bench.stack import VENV_BIN, BenchError, GitRemote, RedisServer, run_git, stack_env, wait_until
-from producer.deploy_queue import DeployQueue
 from workers.contract import DeployKeys, JobKind, JobSpec
+from workers.deploy_state import DeployState
 
 KEYS = DeployKeys("bench-overhead", "bench")
 
@@ -57,7 +57,7 @@ def measure_job_overhead(root: Path, remote: GitRemote, server: RedisServer, tri
             [str(VENV_BIN / "hotreload"), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
     connection = redis.Redis.from_url(server.url)
-    queue = DeployQueue(connection, KEYS)
+    queue = DeployState(connection, KEYS)
     timing = JobTiming()
     parts: dict[str, list[float]] = {"queued": [], "in_work_horse": [], "command": [], "after_horse": []}
     try:

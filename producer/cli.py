@@ -18,6 +18,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from producer.redis_label import redis_label
+from workers.console import say
+
 if TYPE_CHECKING:
     from producer.settings import Settings
 
@@ -43,15 +46,6 @@ def load() -> Settings:
         raise SystemExit(EXIT_CONFIG) from None
 
 
-def redis_label(url: str) -> str:
-    """The Redis URL without a password, for log lines."""
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path
-    return f"{parts.scheme}://{host}{':' + str(parts.port) if parts.port else ''}"
-
-
 def wait_for_redis(settings: Settings) -> None:
     import redis
 
@@ -63,7 +57,7 @@ def wait_for_redis(settings: Settings) -> None:
             return
         except redis.RedisError:
             if not announced:
-                print(f"[INFO] Waiting for Redis at {redis_label(settings.redis_url_effective)}", flush=True)
+                say(f"[INFO] Waiting for Redis at {redis_label(settings.redis_url_effective)}")
                 announced = True
             time.sleep(delay)
             delay = min(delay * 2, 5.0)
@@ -91,10 +85,9 @@ def cmd_poller(args: argparse.Namespace) -> int:
         metrics = attach_endpoints(server, settings, lambda: poller)
     poller = None
     if not settings.GITHUB_REPO_URL:
-        print(
+        say(
             "[INFO] No GITHUB_REPO_URL set: set it to your app's git repository "
-            "(and DEV_START_COMMAND to start the app). Staying up; nothing to sync.",
-            flush=True,
+            "(and DEV_START_COMMAND to start the app). Staying up; nothing to sync."
         )
         _pause()
         return 0

@@ -19,6 +19,7 @@ import shutil
 import sys
 
 from producer.settings import Settings
+from workers.console import say
 
 #: What rq-dashboard would read from our own environment; everything it gets is set here.
 _OWN = (
@@ -47,15 +48,12 @@ def dashboard_env(settings: Settings, environ: dict[str, str]) -> dict[str, str]
 
 def run_dashboard(settings: Settings) -> int:
     if not settings.ENABLE_RQ_DASHBOARD:
-        print("[INFO] rq-dashboard is off (set ENABLE_RQ_DASHBOARD=true to run it)", flush=True)
+        say("[INFO] rq-dashboard is off (set ENABLE_RQ_DASHBOARD=true to run it)")
         os.execvp("sleep", ["sleep", "infinity"])
     auth = (
         "basic auth on" if settings.RQ_DASHBOARD_USERNAME else "no auth: set RQ_DASHBOARD_USERNAME/_PASSWORD"
     )
-    print(
-        f"[INFO] rq-dashboard on http://{settings.RQ_DASHBOARD_BIND}:{settings.RQ_DASHBOARD_PORT}/ ({auth})",
-        flush=True,
-    )
+    say(f"[INFO] rq-dashboard on http://{settings.RQ_DASHBOARD_BIND}:{settings.RQ_DASHBOARD_PORT}/ ({auth})")
     env = dashboard_env(settings, dict(os.environ))
     program = shutil.which(
         "rq-dashboard", path=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import git
 
+from workers.console import say
+
 TOKEN_ENV = "HOTRELOAD_GIT_TOKEN"
 # A credential helper that answers `get` with the token from its own environment; it
 # ignores `store`/`erase`, so nothing is ever written down.
@@ -121,7 +123,7 @@ class GitCheckout:
                     "empty it or choose another WORKSPACE_PATH"
                 )
             for lock in self.clear_stale_locks():
-                print(f"[WARN] Removed {lock}, left by a git killed with an earlier poller", flush=True)
+                say(f"[WARN] Removed {lock}, left by a git killed with an earlier poller")
         else:
             if self.path.exists() and any(self.path.iterdir()):
                 raise GitSyncError(
@@ -218,6 +220,13 @@ class GitCheckout:
             raise GitSyncError(f"branch {self.branch} not found after fetch")
         self.fetched = sha
         return sha
+
+    def fetch_commit(self, ref: str) -> None:
+        """Fetch one commit or ref that the branch does not have (a pinned tag, an old commit)."""
+        try:
+            self._git("fetch", "--quiet", "--no-tags", "origin", ref)
+        except git.GitCommandError as exc:
+            raise self._error(f"fetch {ref[:12]}", exc) from None
 
     def head(self) -> str | None:
         # The poller asks on every idle cycle: read .git's files (no process) when they are plain.

@@ -1,6 +1,6 @@
 """``hotreload run pre|post``: run a configured job now, exactly as the container would.
 
-The job is built by the poller's own code (``Poller.spec``: same folder, command, timeout,
+The job is built by the poller's own code (``Workspace.spec``: same folder, command, timeout,
 ``DEPLOY_*`` variables) and enqueued on this instance's queue, so the instance's worker
 runs it: with the container's environment, after any job already running (one job at a
 time), under the kind's policy (strict for PRE_DEPLOY: a failure is recorded and
@@ -25,9 +25,10 @@ from rq import Worker
 from rq.job import Job, JobStatus
 
 from producer.settings import Settings
-from producer.tools import ToolError
+from producer.tool_error import ToolError
 from workers.commit_tracker import CommitTracker
-from workers.contract import DeployKeys, JobKind, Outcome
+from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.deploy_state import DeployState
 from workers.job import workspace_head
 
 FOLLOW_INTERVAL = 0.2
@@ -85,9 +86,22 @@ def _summary(kind: JobKind, meta: dict[str, Any], out: TextIO) -> int:
     return exit_code if isinstance(exit_code, int) and 0 < exit_code < 256 else 1
 
 
+def _follow_up(connection: Any, keys: DeployKeys, kind: JobKind, pre: JobSpec) -> Job | None:
+    """The job the outcome of ``pre`` queued (its FAILED_DEPLOY), once it is there."""
+    job_id = keys.job_id(dataclasses.replace(pre, kind=kind))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            return Job.fetch(job_id, connection=connection)
+        except Exception:  # noqa: BLE001 - not enqueued yet
+            time.sleep(FOLLOW_INTERVAL)
+    return None
+
+
 def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sys.stdout) -> int:
     """Enqueue ``kind`` for the current commit on this instance, follow it; returns an exit code."""
-    from producer.poller import Poller  # GitPython is heavy: only this command needs it
+    from producer.replicas import Replicas
+    from producer.workspace import Workspace  # GitPython is heavy: only this command needs it
 
     keys = settings.keys
     job_config = settings.job(kind)
@@ -110,14 +124,16 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
     if previous == commit:
         previous = None
 
-    poller = Poller(settings, connection)
+    state = DeployState(connection, keys)
+    workspace = Workspace(settings)
     branch = connection.hget(keys.status, "branch")
-    poller.checkout.branch = _text(branch) if branch else settings.GITHUB_BRANCH
-    poller.boot_number = int(connection.get(keys.boots) or 0)
+    workspace.app.branch = _text(branch) if branch else settings.GITHUB_BRANCH
+    replicas = Replicas(connection, keys, state.tracker)
+    boot = int(connection.get(keys.boots) or 0)
     lease = ""
     if kind is JobKind.PRE:
         # Like the poller: a PRE_DEPLOY runs under the deployment's lease, never beside a replica's.
-        claimed = poller.replicas.claim(commit, poller.replicas.record(commit))
+        claimed = replicas.claim(commit, replicas.record(commit))
         if claimed is None:
             raise ToolError(
                 "another instance of this deployment is running a PRE_DEPLOY now (it holds the lease); "
@@ -125,27 +141,30 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
             )
         lease = claimed.value
     try:
-        spec = poller.spec(kind, commit, previous, 1, lease=lease)
+        spec = workspace.spec(kind, commit, previous, 1, boot=boot, seq=state.next_seq(), lease=lease)
         if spec is None:  # pragma: no cover - enabled was checked above
             raise ToolError(f"{kind.value}_COMMAND is not set")
         # Asked for by hand: run it even if this commit's POST_DEPLOY ran already (POST_DEPLOY_SCOPE=once).
         spec = dataclasses.replace(spec, once=False)
+        if kind is JobKind.PRE:
+            failed = workspace.spec(JobKind.FAILED, commit, previous, 1, boot=boot, seq=spec.seq)
+            spec = dataclasses.replace(spec, failed=failed.to_dict() if failed else None)
         description = f"{spec.description()} (hotreload run)"
-        job = poller.queue.enqueue(spec, job_id=manual_job_id(keys, kind, commit), description=description)
-        assert job is not None  # a manual run is never deduplicated
+        job = state.enqueue(spec, job_id=manual_job_id(keys, kind, commit), description=description)
         if lease:
-            poller.replicas.hand_over(job)  # its work horse renews the lease from its start
+            replicas.hand_over(job)  # its work horse renews the lease from its start
         print(
             f"[INFO] {description} queued as {job.id} [in {spec.cwd}, timeout {spec.timeout}s]",
             file=out,
             flush=True,
         )
         code = _summary(kind, follow(job, out), out)
-        if kind is JobKind.PRE and code != 0:
-            failed = poller.failed_deploy(job, job_id=manual_job_id(keys, JobKind.FAILED, commit))
-            if failed is not None:
-                print(f"[INFO] Running FAILED_DEPLOY as {failed.id}", file=out, flush=True)
-                _summary(JobKind.FAILED, follow(failed, out), out)
+        if kind is JobKind.PRE and code != 0 and spec.failed is not None:
+            # The strict policy queued FAILED_DEPLOY with the outcome: follow it too.
+            failed_job = _follow_up(connection, keys, JobKind.FAILED, spec)
+            if failed_job is not None:
+                print(f"[INFO] Running FAILED_DEPLOY as {failed_job.id}", file=out, flush=True)
+                _summary(JobKind.FAILED, follow(failed_job, out), out)
     except KeyboardInterrupt:
         print(
             "\nhotreload: stopped following; the job goes on in the worker (hotreload jobs shows it)",
@@ -154,5 +173,5 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
         )
         return 130
     finally:
-        poller.replicas.drop()  # stop renewing; a lease the job took over is the job's to release
+        replicas.drop()  # stop renewing; a lease the job took over is the job's to release
     return code

@@ -18,20 +18,16 @@ from typing import Any
 
 import redis
 
+from producer.redis_label import redis_label
 from producer.settings import Settings
+from producer.tool_error import ToolError
 from workers.contract import JobKind, wake_poller
 
 EXIT_FAILED = 1
 
 
-class ToolError(Exception):
-    """What stopped the command, as one line for the user."""
-
-
 def connect(settings: Settings) -> redis.Redis:
     """A Redis connection that answered a PING, or ToolError naming where Redis was looked for."""
-    from producer.cli import redis_label
-
     connection = redis.Redis.from_url(
         settings.redis_url_effective, socket_connect_timeout=3, socket_timeout=10
     )

@@ -44,11 +44,44 @@ class RetryState:
     attempts: int
     failed_at: float
     reason: str
+    cancelled: bool = False
 
     def next_at(self, base: float, cap: float) -> float:
         """Exponential back-off: base, 2*base, 4*base ... capped."""
         delay = min(cap, base * (2 ** max(0, self.attempts - 1)))
         return self.failed_at + delay
+
+
+def commit_outcome_ops(
+    pipe: Any,
+    keys: DeployKeys,
+    commit: str,
+    kind: JobKind,
+    outcome: str,
+    run_id: str,
+    attempt: int | None = None,
+    reason: str | None = None,
+) -> None:
+    """Queue on ``pipe`` the writes of one job outcome in the deployment's per-commit record."""
+    key = keys.commit_record(commit)
+    now = time.time()
+    fields: dict[str, Any] = {
+        f"{kind.slug}_outcome": outcome,
+        f"{kind.slug}_instance": keys.instance,
+        f"{kind.slug}_run": run_id,
+        f"{kind.slug}_at": now,
+        f"{kind.slug}@{keys.instance}": outcome,
+    }
+    if attempt is not None:
+        fields[f"{kind.slug}_attempt"] = attempt
+    if reason is not None:
+        fields[f"{kind.slug}_reason"] = reason
+    pipe.hset(key, mapping=fields)
+    pipe.expire(key, 30 * 24 * 3600)
+    pipe.zadd(keys.commits, {commit: now}, nx=True)
+    pipe.zremrangebyrank(keys.commits, 0, -RUN_HISTORY - 1)
+    if kind is JobKind.PRE and outcome == "succeeded":
+        pipe.set(keys.deployed, commit)
 
 
 class CommitTracker:
@@ -90,6 +123,7 @@ class CommitTracker:
             attempts=int(data.get("attempts") or 0),
             failed_at=float(data.get("failed_at") or 0),
             reason=data.get("reason") or "",
+            cancelled=data.get("cancelled") == "1",
         )
 
     def record_failure(self, commit: str, reason: str) -> RetryState:
@@ -121,26 +155,8 @@ class CommitTracker:
         ``<kind>_attempt`` numbers PRE_DEPLOY attempts across replicas (their shared back-off);
         ``<kind>@<instance>`` keeps each instance's outcome (POST_DEPLOY_SCOPE=each runs on all).
         """
-        key = self.keys.commit_record(commit)
-        now = time.time()
-        fields: dict[str, Any] = {
-            f"{kind.slug}_outcome": outcome,
-            f"{kind.slug}_instance": self.keys.instance,
-            f"{kind.slug}_run": run_id,
-            f"{kind.slug}_at": now,
-            f"{kind.slug}@{self.keys.instance}": outcome,
-        }
-        if attempt is not None:
-            fields[f"{kind.slug}_attempt"] = attempt
-        if reason is not None:
-            fields[f"{kind.slug}_reason"] = reason
         with self.connection.pipeline() as pipe:
-            pipe.hset(key, mapping=fields)
-            pipe.expire(key, 30 * 24 * 3600)
-            pipe.zadd(self.keys.commits, {commit: now}, nx=True)
-            pipe.zremrangebyrank(self.keys.commits, 0, -RUN_HISTORY - 1)
-            if kind is JobKind.PRE and outcome == "succeeded":
-                pipe.set(self.keys.deployed, commit)
+            commit_outcome_ops(pipe, self.keys, commit, kind, outcome, run_id, attempt, reason)
             pipe.execute()
 
     def deployed(self) -> str | None:

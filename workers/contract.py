@@ -46,6 +46,7 @@ class Outcome(enum.StrEnum):
     TIMED_OUT = "timed_out"
     INTERRUPTED = "interrupted"
     SKIPPED = "skipped"
+    CANCELLED = "cancelled"
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,13 @@ class JobSpec:
     # whether the job must claim its commit's lease itself (POST_DEPLOY_SCOPE=once).
     lease: str = ""
     once: bool = False
+    # The deploy this job belongs to (``DeployState.next_seq``): part of its RQ job id, so a
+    # deploy decided again (after a skipped or lost run) never collides with an earlier one.
+    seq: int = 0
+    # What follows a PRE_DEPLOY, enqueued by its outcome's transition (``DeployState``) in the
+    # same atomic step: the POST_DEPLOY on success, the FAILED_DEPLOY on failure (spec dicts).
+    post: dict[str, Any] | None = None
+    failed: dict[str, Any] | None = None
 
     @property
     def short(self) -> str:
@@ -177,12 +185,6 @@ class DeployKeys:
         """Counter bumped whenever the processed commit is set (see ``JobSpec.generation``)."""
         return f"{self.instance_prefix}:generation"
 
-    def dedup(self, spec: JobSpec) -> str:
-        return (
-            f"{self.instance_prefix}:enqueued:{spec.commit}:{spec.kind.slug}"
-            f":b{spec.boot}g{spec.generation}a{spec.attempt}"
-        )
-
     @property
     def runs(self) -> str:
         """Sorted set of run (RQ job) ids by start time, newest last: the deploy history."""
@@ -219,8 +221,27 @@ class DeployKeys:
     def job_id(self, spec: JobSpec) -> str:
         return (
             f"{self.deployment}-{self.instance}-{spec.commit[:12]}-{spec.kind.slug}"
-            f"-b{spec.boot}g{spec.generation}a{spec.attempt}"
+            f"-b{spec.boot}d{spec.seq}a{spec.attempt}"
         )
+
+    @property
+    def deploys(self) -> str:
+        """Counter of deploys decided by this instance (``JobSpec.seq``)."""
+        return f"{self.instance_prefix}:deploys"
+
+    def transition(self, job_id: str) -> str:
+        """Set once when a job's outcome is recorded: a second outcome of the same run is ignored."""
+        return f"{self.instance_prefix}:outcome:{job_id}"
+
+    @property
+    def control(self) -> str:
+        """Hash of the deployment's steering (every replica): paused, pin, who asked and when."""
+        return f"{self.prefix}:control"
+
+    @property
+    def steering_counts(self) -> str:
+        """Hash: how often each steering command was given (for /metrics)."""
+        return f"{self.prefix}:steering"
 
 
 def wake_poller(connection: Any, keys: DeployKeys, command: str = "wake") -> None:

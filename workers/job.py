@@ -72,11 +72,11 @@ def workspace_head(workspace: str) -> str | None:
 def skip_reason(spec: JobSpec, tracker: CommitTracker) -> str | None:
     """Why this job must not run now, or None. Checked when the job starts, not when it was enqueued."""
     if spec.kind is JobKind.POST:
-        head = tracker.head()
-        if head and head != spec.commit:
-            return f"superseded by commit {head[:7]}"
-        if tracker.processed() != spec.commit:
-            return "its commit's PRE_DEPLOY did not succeed"
+        # Superseded only once a newer commit is live: when the newer commit's PRE_DEPLOY
+        # failed, this commit stays live and its POST_DEPLOY still runs.
+        processed = tracker.processed()
+        if processed != spec.commit:
+            return f"superseded: commit {(processed or 'none')[:7]} is live now"
     if spec.kind is JobKind.PRE:
         at = workspace_head(spec.workspace)
         if at != spec.commit:

@@ -1,33 +1,34 @@
 """The strict (PRE_DEPLOY) and lenient (POST_DEPLOY, FAILED_DEPLOY) policies as RQ callbacks.
 
-Strict: success records the commit as processed and tells the app supervisor to run it;
-failure leaves the commit unprocessed (the poller retries it with a growing back-off) and
-the app on the previous commit. Lenient: a failure is a warning, nothing else changes::
+Strict: success makes the commit live and queues its POST_DEPLOY in one step
+(``DeployState.pre_succeeded``); failure leaves the commit unprocessed (the poller retries
+it with a growing back-off), the app on the previous commit, and queues FAILED_DEPLOY.
+Lenient: a failure is a warning, nothing else changes. ``stopped`` is RQ's callback for a
+job stopped on purpose (``hotreload cancel``): its process tree is killed and the run is
+recorded as cancelled. Callbacks are named by string when enqueued (``DeployState.enqueue``)::
 
-    queue.enqueue(run_deploy_job, spec.to_dict(),
-                  on_success=STRICT.success_callback(), on_failure=STRICT.failure_callback())
+    Callback("workers.policies.strict_succeeded")
 
 The same ``on_failure`` is applied by the worker when a work horse dies without running
-its callbacks (killed by a signal), so no failure goes unrecorded.
+its callbacks (killed by a signal), so no failure goes unrecorded; the state writer
+records each run's outcome once, whichever path gets there first.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rq.callbacks import Callback
 from rq.job import Job
 
-from workers.commit_tracker import CommitTracker
+from workers.console import say
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.deploy_state import DeployState
 from workers.lease import Lease, job_lease_key
 
-CALLBACK_TIMEOUT = 30
 
-
-def _context(job: Job) -> tuple[JobSpec, CommitTracker]:
+def _context(job: Job) -> tuple[JobSpec, DeployState]:
     spec = JobSpec.from_dict(job.args[0])
-    return spec, CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance))
+    return spec, DeployState(job.connection, DeployKeys(spec.deployment, spec.instance))
 
 
 def _outcome(job: Job, result: Any) -> str:
@@ -37,53 +38,59 @@ def _outcome(job: Job, result: Any) -> str:
 
 
 def strict_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwargs: Any) -> None:
-    spec, tracker = _context(job)
-    outcome = _outcome(job, result)
-    if outcome == Outcome.SUCCEEDED.value:
-        tracker.mark_processed(spec.commit)
-        tracker.record_commit_outcome(spec.commit, spec.kind, outcome, job.id, attempt=spec.attempt)
-        connection.rpush(tracker.keys.app_events, f"deployed {spec.commit}")
-        connection.expire(tracker.keys.app_events, 3600)
-        print(f"[INFO] Commit {spec.short} deployed: PRE_DEPLOY succeeded", flush=True)
+    spec, state = _context(job)
+    # A skipped PRE_DEPLOY records nothing: the planner decides on the commit again.
+    if _outcome(job, result) == Outcome.SUCCEEDED.value and state.pre_succeeded(job.id, spec):
+        say(f"[INFO] Commit {spec.short} deployed: PRE_DEPLOY succeeded")
     release_lease(job, spec)
 
 
 def strict_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> None:
-    spec, tracker = _context(job)
+    spec, state = _context(job)
+    outcome = str(job.meta.get("outcome") or Outcome.FAILED.value)
+    if outcome in ("queued", "running", Outcome.SUCCEEDED.value):
+        outcome = Outcome.FAILED.value
     reason = str(job.meta.get("reason") or (exc_info[1] if len(exc_info) > 1 else "failed"))
-    state = tracker.record_failure(spec.commit, reason)
-    tracker.record_commit_outcome(
-        spec.commit,
-        spec.kind,
-        str(job.meta.get("outcome") or "failed"),
-        job.id,
-        attempt=spec.attempt,
-        reason=reason,
+    exit_code = job.meta.get("exit_code")
+    attempts = state.pre_failed(
+        job.id, spec, outcome, reason, exit_code if isinstance(exit_code, int) else None
     )
     release_lease(job, spec)
-    _cancel_dependents(job)
-    kept = tracker.processed()
-    print(
-        f"[ERROR] PRE_DEPLOY job for commit {spec.short} {reason} (attempt {state.attempts}); "
-        f"commit not processed, the app stays on {kept[:7] if kept else 'no commit'}; will retry",
-        flush=True,
+    if attempts is None:
+        return  # recorded already (a stop during the success callback): one outcome per run
+    kept = state.tracker.processed()
+    follow = "; FAILED_DEPLOY queued" if spec.failed and outcome != Outcome.CANCELLED.value else ""
+    say(
+        f"[ERROR] PRE_DEPLOY job for commit {spec.short} {reason} (attempt {attempts}); "
+        f"commit not processed, the app stays on {kept[:7] if kept else 'no commit'}; "
+        + ("cancelled: held until a new commit or hotreload sync" if outcome == "cancelled" else "will retry")
+        + follow
     )
 
 
 def lenient_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwargs: Any) -> None:
-    spec, tracker = _context(job)
-    outcome = _outcome(job, result)
-    if outcome != Outcome.SKIPPED.value:
-        tracker.record_commit_outcome(spec.commit, spec.kind, outcome, job.id)
+    spec, state = _context(job)
+    state.lenient_ended(job.id, spec, _outcome(job, result))
     release_lease(job, spec)
 
 
 def lenient_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> None:
-    spec, tracker = _context(job)
-    tracker.record_commit_outcome(spec.commit, spec.kind, str(job.meta.get("outcome") or "failed"), job.id)
+    spec, state = _context(job)
+    outcome = str(job.meta.get("outcome") or Outcome.FAILED.value)
+    if outcome in ("queued", "running"):
+        outcome = Outcome.FAILED.value
+    if state.lenient_ended(job.id, spec, outcome) and outcome != Outcome.CANCELLED.value:
+        say(f"[WARN] {spec.kind.value} job failed (lenient mode - continuing) [commit {spec.short}]")
     release_lease(job, spec)
-    print(
-        f"[WARN] {spec.kind.value} job failed (lenient mode - continuing) [commit {spec.short}]", flush=True
+
+
+def stopped(job: Job, connection: Any, *args: Any, **kwargs: Any) -> None:
+    """``hotreload cancel``: RQ killed the work horse; end the job's tree, record the run as cancelled."""
+    from workers.worker import record_cancelled  # the worker owns the process tree and run records
+
+    record_cancelled(job)
+    policy_for(JobKind(job.meta.get("kind") or JobSpec.from_dict(job.args[0]).kind)).on_failure(
+        job, connection, RuntimeError, RuntimeError("cancelled"), None
     )
 
 
@@ -98,30 +105,12 @@ def release_lease(job: Job, spec: JobSpec) -> None:
         ).release()
 
 
-def _cancel_dependents(job: Job) -> None:
-    """The POST_DEPLOY waiting on a failed PRE_DEPLOY will never run: say so instead of leaving it deferred."""
-    for dependent_id in job.dependent_ids:
-        try:
-            dependent = Job.fetch(dependent_id, connection=job.connection)
-            dependent.meta.update({"outcome": Outcome.SKIPPED.value, "reason": "its PRE_DEPLOY failed"})
-            dependent.save_meta()
-            dependent.cancel()
-        except Exception:  # noqa: BLE001 - already gone or already cancelled is fine
-            continue
-
-
 class Policy:
     """A pair of callbacks for one job kind."""
 
     def __init__(self, on_success: Any, on_failure: Any):
         self.on_success = on_success
         self.on_failure = on_failure
-
-    def success_callback(self) -> Callback:
-        return Callback(self.on_success, timeout=CALLBACK_TIMEOUT)
-
-    def failure_callback(self) -> Callback:
-        return Callback(self.on_failure, timeout=CALLBACK_TIMEOUT)
 
 
 STRICT = Policy(strict_succeeded, strict_failed)

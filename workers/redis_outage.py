@@ -24,6 +24,8 @@ from typing import TypeVar
 
 import redis
 
+from workers.console import say
+
 #: The errors that mean "Redis is not reachable right now" (as opposed to a bad command).
 REDIS_DOWN: tuple[type[Exception], ...] = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 MAX_WAIT = 5.0
@@ -49,14 +51,14 @@ class Outage:
                 return
             self.since = time.time()
         kind = type(exc).__name__ if exc is not None else "ConnectionError"
-        print(f"[ERROR] Redis unreachable ({kind}): {self.who} waits for it with back-off", flush=True)
+        say(f"[ERROR] Redis unreachable ({kind}): {self.who} waits for it with back-off")
 
     def over(self) -> None:
         with self._lock:
             if self.since is None:
                 return
             lasted, self.since = time.time() - self.since, None
-        print(f"[INFO] Redis reachable again after {lasted:.0f}s: {self.who} resumes", flush=True)
+        say(f"[INFO] Redis reachable again after {lasted:.0f}s: {self.who} resumes")
 
 
 def until_redis_answers(

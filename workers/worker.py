@@ -34,6 +34,7 @@ from rq.registry import StartedJobRegistry
 
 from workers import job as job_module
 from workers.commit_tracker import CommitTracker
+from workers.console import say
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.policies import policy_for
 from workers.process_tree import kill_run
@@ -157,7 +158,7 @@ class DeployWorker(Worker):
         )
         if signum == signal.SIGKILL:
             why += " (out of memory, or killed by hand)"
-        print(f"[ERROR] {why}; {killed} leftover job process(es) stopped [job {job.id}]", flush=True)
+        say(f"[ERROR] {why}; {killed} leftover job process(es) stopped [job {job.id}]")
         _record_lost(job, Outcome.FAILED, why)
         policy_for(JobKind(job.meta.get("kind") or JobSpec.from_dict(job.args[0]).kind)).on_failure(
             job, job.connection, RuntimeError, RuntimeError(why), None
@@ -216,11 +217,19 @@ def settle_after_outage(job: Job, queue: Queue) -> None:
             queue.push_job_id(job.id, at_front=True)
         return
     reason = "Redis was unreachable when the job ended, so its outcome was not recorded"
-    print(f"[WARN] {reason}; failing it so that it runs again [job {job.id}]", flush=True)
+    say(f"[WARN] {reason}; failing it so that it runs again [job {job.id}]")
     _record_lost(job, Outcome.INTERRUPTED, reason)
     # RQ's clean-up moves it to the failed registry and runs its failure callback (the policy).
     StartedJobRegistry(queue.name, connection=job.connection).cleanup(timestamp=time.time() + 10**9)
     _wake(job)
+
+
+def record_cancelled(job: Job) -> None:
+    """``hotreload cancel`` stopped the job: kill its whole tree, keep the run as cancelled."""
+    killed = kill_run(job.id, grace=job_module.KILL_GRACE)
+    spec = JobSpec.from_dict(job.args[0])
+    say(f"[INFO] {spec.kind.value} job of commit {spec.short} cancelled; {killed} process(es) stopped")
+    _record_lost(job, Outcome.CANCELLED, "was cancelled (hotreload cancel)")
 
 
 def recover_orphans(connection: Redis, keys: DeployKeys) -> int:
@@ -235,7 +244,7 @@ def recover_orphans(connection: Redis, keys: DeployKeys) -> int:
             except Exception:  # noqa: BLE001 - the job hash expired: nothing to record
                 continue
             reason = "interrupted: the worker running it stopped before it finished"
-            print(f"[WARN] Recovering job {job_id} left running by a stopped worker: {reason}", flush=True)
+            say(f"[WARN] Recovering job {job_id} left running by a stopped worker: {reason}")
             _record_lost(job, Outcome.INTERRUPTED, reason)
             recovered += 1
         # RQ's own clean-up moves them to the failed registry and runs their failure callbacks.
@@ -259,5 +268,5 @@ def run_worker(
     worker = DeployWorker(
         queues, connection=connection, name=f"{keys.deployment}.{keys.instance}.{os.getpid()}"
     )
-    print(f"[INFO] Worker {worker.name} listening on {', '.join(q.name for q in queues)}", flush=True)
+    say(f"[INFO] Worker {worker.name} listening on {', '.join(q.name for q in queues)}")
     worker.work(logging_level=log_level, with_scheduler=False, max_idle_time=None)

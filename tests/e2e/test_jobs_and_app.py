@@ -22,12 +22,13 @@ from pathlib import Path
 
 import pytest
 import redis
+from rq.exceptions import DuplicateJobError
 from rq.job import Job
 
-from producer.deploy_queue import DeployQueue
 from tests.conftest import GitRemote, Stack, run_git, wait_until
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec
+from workers.deploy_state import DeployState
 
 pytestmark = pytest.mark.e2e
 
@@ -208,7 +209,8 @@ def test_a_commit_is_deployed_once_under_a_burst_of_sync_commands(tmp_path, remo
     pre_runs = [r for r in tracker.recent_run_ids(20) if second[:12] in r and "-pre-" in r]
     assert len(pre_runs) == 1, tracker.recent_run_ids(20)
     spec = JobSpec.from_dict(Job.fetch(pre_runs[0], connection=connection).args[0])
-    assert DeployQueue(connection, KEYS).enqueue(spec) is None
+    with pytest.raises(DuplicateJobError):
+        DeployState(connection, KEYS).enqueue(spec)
     # ... and never runs: the next commit's jobs come after anything queued before them.
     third = remote.commit()
     wait_until(lambda: mark(tmp_path, "post-end", third), 20, what="the third commit's deploy")

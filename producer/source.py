@@ -1,0 +1,81 @@
+"""The source: where the branch head comes from (ls-remote, fetch) and the back-off when the remote fails.
+
+It never raises for a remote that does not answer: the failure is counted, logged once per
+new error (and every tenth time), and the next look is put off with a growing back-off.
+Boot and the loop use the same ``look``, so a container restarted while the git host is
+down starts on what it has instead of dying::
+
+    source = Source(checkout, interval=30)
+    head = source.look()       # the fetched head, or None while it was never reachable
+    source.failures, source.last_error, source.next_look   # for /status and the wait
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from producer.git_sync import GitCheckout, GitSyncError
+from producer.planner import backoff_delay
+from workers.console import say
+
+#: The longest pause between two looks at a failing remote.
+MAX_BACKOFF = 60.0
+
+
+class Source:
+    """The remote branch of the app repository, seen through one ``GitCheckout``."""
+
+    def __init__(
+        self, checkout: GitCheckout, interval: float, on_result: Callable[[str], None] | None = None
+    ):
+        self.checkout = checkout
+        self.interval = interval
+        self.on_result = on_result  # "changed" / "unchanged" / "error", for /metrics
+        self.head: str | None = None  # the last head fetched by this process
+        self.failures = 0
+        self.last_error: str | None = None
+        self.next_look = 0.0  # monotonic
+
+    def due(self) -> bool:
+        return time.monotonic() >= self.next_look
+
+    def look(self) -> str | None:
+        """Clone when there is no clone, ask the remote for the head, fetch it when it moved."""
+        try:
+            if not self.checkout.is_cloned():
+                if self.head is not None:
+                    say(f"[WARN] No clone in {self.checkout.path} any more; cloning the repository again")
+                self.checkout.ensure_cloned()
+                say(f"[INFO] Repository ready in {self.checkout.path}, branch {self.checkout.branch}")
+            elif self.checkout.branch is None:
+                self.checkout.ensure_cloned()  # learns the remote's default branch
+            remote = self.checkout.remote_head()
+            moved = remote != self.head or self.checkout.fetched != remote
+            if moved:
+                self.checkout.fetch()
+                if self.head is not None and self.head != self.checkout.fetched:
+                    say(f"[INFO] New commit detected on {self.checkout.branch}: {self.checkout.fetched}")
+                self.head = self.checkout.fetched
+        except GitSyncError as exc:
+            self._failed(str(exc))
+            return self.head
+        if self.failures:
+            say(f"[INFO] Remote reachable again after {self.failures} failed sync(s)")
+        self.failures, self.last_error = 0, None
+        self.next_look = time.monotonic() + self.interval
+        self._count("changed" if moved else "unchanged")
+        return self.head
+
+    def _failed(self, error: str) -> None:
+        self.failures += 1
+        delay = backoff_delay(self.failures, self.interval, max(self.interval, MAX_BACKOFF))
+        if error != self.last_error or self.failures % 10 == 1:
+            say(f"[ERROR] Sync failed ({self.failures} in a row): {error}; next try in {delay:.0f}s")
+        self.last_error = error
+        self.next_look = time.monotonic() + delay
+        self._count("error")
+
+    def _count(self, result: str) -> None:
+        if self.on_result is not None:
+            self.on_result(result)

@@ -1,0 +1,140 @@
+"""The workspace: the app's checkout and the job repositories' checkouts, and the job specs built on them.
+
+Outside a deploy the workspace shows the live (processed) commit; a deploy moves it to the
+new commit before PRE_DEPLOY runs, and ``restore`` puts it back when that deploy failed::
+
+    workspace = Workspace(settings)
+    workspace.move_to(sha)                       # checks out sha, updates the job repositories
+    pre = workspace.spec(JobKind.PRE, sha, previous, attempt=1, boot=3, seq=17)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from producer.git_sync import GitCheckout, GitSyncError
+from producer.settings import Settings
+from workers.console import say
+from workers.contract import JobKind, JobSpec
+
+
+class Workspace:
+    """Where the jobs and the app run: ``WORKSPACE_PATH`` and ``WORKSPACE_PATH.jobs/<kind>``."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        secrets = settings.secret_values()
+        self.app = GitCheckout(
+            settings.GITHUB_REPO_URL or "",
+            Path(settings.WORKSPACE_PATH),
+            settings.GITHUB_BRANCH,
+            settings.token,
+            secrets,
+        )
+        self.jobs: dict[JobKind, GitCheckout] = {}
+        for kind in JobKind:
+            job = settings.job(kind)
+            if job.enabled and job.repo_url:
+                path = Path(str(settings.WORKSPACE_PATH) + ".jobs") / kind.slug
+                self.jobs[kind] = GitCheckout(job.repo_url, path, None, settings.token, secrets)
+
+    def head(self) -> str | None:
+        return self.app.head() if self.app.is_cloned() else None
+
+    def move_to(self, commit: str, update_jobs: bool = True) -> None:
+        """Check out ``commit`` (fetched first when it is not here: a pinned tag or old commit)."""
+        try:
+            self.app.checkout(commit)
+        except GitSyncError:
+            self.app.fetch_commit(commit)
+            self.app.checkout(commit)
+        if update_jobs:
+            self.update_jobs()
+
+    def restore(self, processed: str) -> None:
+        """Back at the live commit (after a failed, cancelled or abandoned deploy)."""
+        if self.head() != processed:
+            self.app.checkout(processed)
+            say(f"[INFO] Workspace back at the processed commit {processed[:7]}")
+
+    def clone_jobs(self) -> None:
+        for kind, checkout in self.jobs.items():
+            try:
+                checkout.ensure_cloned()
+            except GitSyncError as exc:
+                say(f"[WARN] Could not clone the {kind.value} job repository: {exc}")
+
+    def update_jobs(self) -> None:
+        for kind, checkout in self.jobs.items():
+            try:
+                if not checkout.is_cloned():
+                    checkout.ensure_cloned()
+                checkout.checkout(checkout.fetch())
+            except GitSyncError as exc:
+                say(f"[WARN] Could not update the {kind.value} job repository: {exc}; using the copy on disk")
+
+    def spec(
+        self,
+        kind: JobKind,
+        commit: str,
+        previous: str | None,
+        attempt: int,
+        *,
+        boot: int,
+        seq: int,
+        generation: int = 0,
+        lease: str = "",
+        extra_env: dict[str, str] | None = None,
+    ) -> JobSpec | None:
+        """The job of ``kind`` for ``commit`` as configured (None: no such job)."""
+        job = self.settings.job(kind)
+        if not job.enabled or not job.command:
+            return None
+        base = self.jobs[kind].path if kind in self.jobs else self.settings.app_dir
+        cwd = base / job.folder if job.folder else base
+        return JobSpec(
+            kind=kind,
+            command=job.command,
+            cwd=str(cwd),
+            timeout=job.timeout,
+            commit=commit,
+            previous=previous,
+            branch=self.app.branch or "",
+            workspace=str(self.app.path),
+            deployment=self.settings.keys.deployment,
+            instance=self.settings.keys.instance,
+            attempt=attempt,
+            boot=boot,
+            generation=generation,
+            lease=lease,
+            once=kind is JobKind.POST and self.settings.POST_DEPLOY_SCOPE == "once",
+            seq=seq,
+            extra_env=dict(extra_env or {}),
+        )
+
+    def deploy_specs(
+        self,
+        commit: str,
+        previous: str | None,
+        attempt: int,
+        *,
+        boot: int,
+        seq: int,
+        lease: str,
+        rollback: bool,
+    ) -> tuple[JobSpec | None, JobSpec | None]:
+        """PRE_DEPLOY with its POST_DEPLOY and FAILED_DEPLOY inside (PRE None: none configured), and POST."""
+        env = {"DEPLOY_ROLLBACK": "1"} if rollback else {}
+
+        def build(kind: JobKind, lease: str = "") -> JobSpec | None:
+            return self.spec(kind, commit, previous, attempt, boot=boot, seq=seq, lease=lease, extra_env=env)
+
+        post, failed, pre = build(JobKind.POST), build(JobKind.FAILED), build(JobKind.PRE, lease)
+        if pre is not None:
+            pre = dataclasses.replace(
+                pre,
+                post=post.to_dict() if post else None,
+                failed=failed.to_dict() if failed else None,
+            )
+        return pre, post

@@ -1,0 +1,196 @@
+"""The deploy planner as a table: what was observed -> the one action, for boot and loop alike."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from producer.planner import (
+    BootFailed,
+    Busy,
+    Deploy,
+    Failure,
+    Follow,
+    Observed,
+    Pin,
+    Replica,
+    Restore,
+    StartApp,
+    Wait,
+    backoff_delay,
+    plan,
+)
+
+A, B, C = "a" * 40, "b" * 40, "c" * 40
+NOW = 1_000_000.0
+
+#: The loop, idle on A, head A.
+IDLE = Observed(now=NOW, booting=False, head=A, processed=A, workspace=A, interval=10, backoff_max=600)
+BOOT = dataclasses.replace(IDLE, booting=True)
+
+
+def seen(base: Observed = IDLE, **changes: object) -> Observed:
+    return dataclasses.replace(base, **changes)  # type: ignore[arg-type]
+
+
+def failed(commit: str, attempts: int = 1, ago: float = 0.0, cancelled: bool = False) -> Failure:
+    return Failure(commit, attempts, NOW - ago, "failed with exit code 1", cancelled)
+
+
+CASES: list[tuple[str, Observed, object]] = [
+    # -- the loop ----------------------------------------------------------------------------
+    ("idle on the head", IDLE, Wait("commit aaaaaaa is live")),
+    ("new commit", seen(head=B), Deploy(B, 1, "new commit")),
+    ("first deploy ever", seen(processed=None, workspace=None, head=B), Deploy(B, 1, "new commit")),
+    ("a job runs: wait for it", seen(head=B, busy=Busy("PRE_DEPLOY", B)), Wait),
+    ("POST_DEPLOY queued: the next commit waits", seen(head=C, busy=Busy("POST_DEPLOY", B)), Wait),
+    ("failed, back-off not over", seen(head=B, workspace=A, failure=failed(B, 1, ago=5)), Wait),
+    ("failed, back-off over", seen(head=B, failure=failed(B, 1, ago=11)), Deploy(B, 2, "retry")),
+    ("third failure waits 4 intervals", seen(head=B, failure=failed(B, 3, ago=39)), Wait),
+    ("third failure, 4 intervals later", seen(head=B, failure=failed(B, 3, ago=41)), Deploy(B, 4, "retry")),
+    (
+        "a failure of an older commit is not this one's",
+        seen(head=C, failure=failed(B, 5)),
+        Deploy(C, 1, "new commit"),
+    ),
+    (
+        "workspace left on a failed commit goes back",
+        seen(head=B, workspace=B, failure=failed(B, ago=1)),
+        Restore(A),
+    ),
+    ("workspace moved while idle goes back", seen(workspace=B), Restore(A)),
+    ("head unknown (remote down): keep the live commit", seen(head=None), Wait),
+    ("head unknown, workspace astray", seen(head=None, workspace=C), Restore(A)),
+    # -- replicas ------------------------------------------------------------------------------
+    ("a replica deployed it: follow", seen(head=B, replica=Replica(True, True, "web-2")), Follow(B, "web-2")),
+    (
+        "a past success of a reverted commit runs again",
+        seen(head=B, replica=Replica(True, False, "web-2")),
+        Deploy(B, 1, "new commit"),
+    ),
+    ("a replica's failure counts here", seen(head=B, replica=Replica(failure=failed(B, 2, ago=5))), Wait),
+    (
+        "a replica's failure, back-off over",
+        seen(head=B, replica=Replica(failure=failed(B, 2, ago=21))),
+        Deploy(B, 3, "retry"),
+    ),
+    (
+        "the later of own and shared failure",
+        seen(head=B, failure=failed(B, 1, ago=30), replica=Replica(failure=failed(B, 3, ago=30))),
+        Wait,
+    ),
+    ("a replica holds the lease: wait", seen(head=B, lease_holder="web-2"), Wait),
+    (
+        "no PRE_DEPLOY configured: the lease does not matter",
+        seen(head=B, lease_holder="web-2", pre_configured=False),
+        Deploy(B, 1, "new commit"),
+    ),
+    # -- boot -----------------------------------------------------------------------------------
+    ("boot on the live commit starts the app", BOOT, StartApp(A, "commit aaaaaaa already deployed")),
+    ("boot with the remote down starts on the live commit", seen(BOOT, head=None), StartApp),
+    ("boot with the remote down, workspace astray", seen(BOOT, head=None, workspace=B), Restore(A)),
+    (
+        "first boot, remote down: nothing to start",
+        seen(BOOT, head=None, processed=None, workspace=None),
+        Wait,
+    ),
+    ("boot with a new head runs its PRE_DEPLOY first", seen(BOOT, head=B), Deploy(B, 1, "new commit")),
+    (
+        "boot ignores the back-off of an earlier boot",
+        seen(BOOT, head=B, failure=failed(B, 2, ago=1)),
+        Deploy(B, 3, "retry"),
+    ),
+    (
+        "boot whose PRE_DEPLOY failed keeps the good commit",
+        seen(BOOT, head=B, workspace=A, failure=failed(B), boot_tried=B),
+        StartApp,
+    ),
+    (
+        "... putting the workspace back first",
+        seen(BOOT, head=B, workspace=B, failure=failed(B), boot_tried=B),
+        Restore(A),
+    ),
+    (
+        "first boot whose PRE_DEPLOY failed exits 1",
+        seen(BOOT, head=B, processed=None, workspace=B, failure=failed(B), boot_tried=B),
+        BootFailed(B, "failed with exit code 1"),
+    ),
+    (
+        "first boot waits for FAILED_DEPLOY before exiting",
+        seen(BOOT, head=B, processed=None, busy=Busy("FAILED_DEPLOY", B), failure=failed(B), boot_tried=B),
+        Wait,
+    ),
+    (
+        "a replica's boot run failed: as if here",
+        seen(BOOT, head=B, processed=None, replica=Replica(failure=failed(B)), boot_tried=B),
+        BootFailed,
+    ),
+    (
+        "boot follows a replica's success",
+        seen(BOOT, head=B, processed=None, replica=Replica(True, True, "web-2")),
+        Follow(B, "web-2"),
+    ),
+    # -- steering ------------------------------------------------------------------------------
+    (
+        "paused: the new head waits",
+        seen(head=B, paused=True),
+        Wait("deploys are paused; commit bbbbbbb waits"),
+    ),
+    ("paused at boot: start on the live commit", seen(BOOT, head=B, paused=True), StartApp),
+    (
+        "paused, first boot: deploy anyway (nothing to start)",
+        seen(BOOT, head=B, processed=None, workspace=None, paused=True),
+        Deploy,
+    ),
+    ("pinned: deploy the pin, not the head", seen(head=C, pin=Pin(B, "v1")), Deploy(B, 1, "pinned")),
+    ("pinned and live: hold it", seen(head=C, processed=B, workspace=B, pin=Pin(B)), Wait),
+    (
+        "pinned while paused still deploys the pin",
+        seen(head=C, paused=True, pin=Pin(B)),
+        Deploy(B, 1, "pinned"),
+    ),
+    (
+        "rollback re-runs a past success",
+        seen(head=C, pin=Pin(B, rollback=True), replica=Replica(True, True, "web-2")),
+        Deploy(B, 1, "pinned", rollback=True),
+    ),
+    (
+        "cancelled: held until a new commit or a sync",
+        seen(head=B, failure=failed(B, ago=9999, cancelled=True)),
+        Wait,
+    ),
+    (
+        "cancelled, then a new commit",
+        seen(head=C, failure=failed(B, cancelled=True)),
+        Deploy(C, 1, "new commit"),
+    ),
+    ("cancel released by sync: retried", seen(head=B, failure=failed(B, ago=9999)), Deploy(B, 2, "retry")),
+]
+
+
+@pytest.mark.parametrize(
+    ("observed", "expected"), [(o, e) for _, o, e in CASES], ids=[n for n, _, _ in CASES]
+)
+def test_plan(observed: Observed, expected: object) -> None:
+    action = plan(observed)
+    if isinstance(expected, type):
+        assert isinstance(action, expected), action
+    elif isinstance(expected, Wait) and expected.until is None:
+        assert isinstance(action, Wait) and action.reason == expected.reason, action
+    else:
+        assert action == expected
+
+
+def test_retry_wait_ends_when_the_back_off_does() -> None:
+    action = plan(seen(head=B, failure=failed(B, 2, ago=5)))
+    assert isinstance(action, Wait) and action.until == NOW - 5 + 20
+
+
+def test_replica_wait_looks_again_soon() -> None:
+    action = plan(seen(head=B, lease_holder="web-2"))
+    assert isinstance(action, Wait) and action.until is not None and action.until - NOW <= 1
+
+
+def test_backoff_doubles_and_is_capped() -> None:
+    assert [backoff_delay(n, 10, 60) for n in (1, 2, 3, 4, 5)] == [10, 20, 40, 60, 60]
