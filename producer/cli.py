@@ -227,7 +227,13 @@ for _name, _help in (
     ("jobs", "list recent job runs, newest first"),
     ("logs", "print the kept output of a job run"),
     ("run", "run PRE_DEPLOY or POST_DEPLOY now, on this instance's worker, as the container would"),
-    ("sync", "ask the running poller to look at the remote now"),
+    ("sync", "ask the running poller to look at the remote now (and retry a cancelled PRE_DEPLOY)"),
+    ("pause", "stop automatic deploys of the deployment (every replica); the poller still fetches"),
+    ("resume", "deploy automatically again (the waiting head deploys)"),
+    ("pin", "deploy REF (commit, tag or branch) with the usual jobs and hold it until unpinned"),
+    ("unpin", "follow the branch head again"),
+    ("rollback", "deploy the last good commit before the current one (DEPLOY_ROLLBACK=1) and pin it"),
+    ("cancel", "stop the running job with its process tree; a cancelled PRE_DEPLOY is not retried"),
 ):
     COMMANDS[_name] = (_tool(_name), _help)
 
@@ -242,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--dir", default=None, help="where to create the demo (default: a new temp folder)"
             )
             p.add_argument("--interval", default="2", help="GITHUB_SYNC_INTERVAL for the demo (default 2)")
-        elif name in ("status", "jobs", "logs", "run"):
+        elif name in ("status", "jobs", "logs", "run", "pin"):
             from producer.tools import add_arguments
 
             add_arguments(name, p)

@@ -112,10 +112,34 @@ class _RedisCollector(Collector):
         failures_gauge.add_metric([], float(_text(failures)) if failures else 0.0)
         yield failures_gauge
 
+        steering = CounterMetricFamily(
+            "hotreload_steering_commands", "Steering commands given to the deployment", labels=["command"]
+        )
+        paused = GaugeMetricFamily(
+            "hotreload_deploys_paused", "1 while hotreload pause holds automatic deploys"
+        )
+        pinned = GaugeMetricFamily(
+            "hotreload_deploys_pinned", "1 while hotreload pin or rollback holds a commit"
+        )
+        with connection.pipeline(transaction=False) as pipe:
+            pipe.hgetall(keys.steering_counts)
+            pipe.hmget(keys.control, ["paused", "pin"])
+            counts, (is_paused, pin) = pipe.execute()
+        for command in STEERING_COMMANDS:
+            steering.add_metric([command], float(_text(counts.get(command.encode(), b"0"))))
+        paused.add_metric([], 1.0 if is_paused else 0.0)
+        pinned.add_metric([], 1.0 if pin else 0.0)
+        yield steering
+        yield paused
+        yield pinned
+
         info = InfoMetricFamily("hotreload_processed_commit", "The last commit whose PRE_DEPLOY succeeded")
         if processed:
             info.add_metric([], {"commit": _text(processed), "branch": _text(branch) if branch else ""})
         yield info
+
+
+STEERING_COMMANDS = ("pause", "resume", "pin", "unpin", "rollback", "cancel")
 
 
 class Metrics:

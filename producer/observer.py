@@ -35,11 +35,12 @@ class Observer:
         self.pre_configured = bool(pre.enabled and pre.command)
         # The commit whose PRE_DEPLOY this boot saw run (here, or on a replica it waited for).
         self.boot_tried: str | None = None
+        self.control: dict[str, str] = {}  # the deployment's steering as last read
 
     def observe(self, booting: bool, look: bool) -> Observed:
         head = self.source.look() if look else self.source.head
         tracker = self.state.tracker
-        control = self.state.control()
+        control = self.control = self.state.control()
         pin = (
             Pin(control["pin"], control.get("pin_ref", ""), control.get("pin_rollback") == "1")
             if control.get("pin")

@@ -62,6 +62,8 @@ class Poller:
         self.boot_number = 0
         self.wake_at: float | None = None  # epoch seconds: a retry or a replica's run is due
         self.said: str | None = None  # the last wait reason logged (each is logged once)
+        self.steering: dict[str, str] | None = None  # the steering last logged
+        self.head_written: str | None = None
 
     @property
     def checkout(self) -> GitCheckout:
@@ -97,12 +99,35 @@ class Poller:
         for _ in range(MAX_STEPS):
             seen = self.observer.observe(self.booting, look)
             look = False
+            self.note_steering(self.observer.control, seen)
+            if seen.head and seen.head != self.head_written:
+                self.state.set_head(seen.head)  # /status names the head (one that waits, too)
+                self.head_written = seen.head
             action = planner.plan(seen)
             say(f"[DEBUG] plan: {action}")
             done = self.act(action, seen)
             if done is not None or isinstance(action, planner.Wait | planner.Deploy | planner.Follow):
                 return done
         return None
+
+    def note_steering(self, control: dict[str, str], seen: planner.Observed) -> None:
+        """Log each steering change once, with who asked for it."""
+        before, self.steering = self.steering, control
+        if before is None:
+            before = {}  # a boot logs the steering in force
+        if control.get("paused") != before.get("paused"):
+            if control.get("paused"):
+                waits = f"; commit {seen.head[:7]} waits" if seen.head and seen.head != seen.processed else ""
+                say(f"[INFO] Deploys paused by {control.get('paused_by', '?')} (hotreload pause){waits}")
+            else:
+                say(f"[INFO] Deploys resumed by {control.get('resumed_by', '?')} (hotreload resume)")
+        if control.get("pin") != before.get("pin"):
+            if control.get("pin"):
+                kind = "Rolling back to" if control.get("pin_rollback") == "1" else "Pinned to"
+                ref = control.get("pin_ref", "")
+                say(f"[INFO] {kind} {ref} ({control['pin'][:7]}) by {control.get('pin_by', '?')}")
+            else:
+                say(f"[INFO] Unpinned by {control.get('unpinned_by', '?')}: following the branch head")
 
     def act(self, action: planner.Action, seen: planner.Observed) -> int | None:
         self.wake_at = None
@@ -134,8 +159,6 @@ class Poller:
         try:
             previous = seen.processed
             self.workspace.move_to(action.commit)
-            if seen.head:
-                self.state.set_head(seen.head)
             pre, post = self.workspace.deploy_specs(
                 action.commit,
                 previous,

@@ -154,6 +154,32 @@ def deploy_status(
         # Shared by the replicas of the deployment: who holds the PRE_DEPLOY lease, who ran what.
         "pre_deploy_lease": _lease_view(connection.get(keys.lease(JobKind.PRE))),
         "commits": [commit_view(c, record) for c, record in tracker.recent_commits(10)],
+        "steering": steering_view(connection, keys, tracker.head(), processed),
+    }
+
+
+def steering_view(
+    connection: Any, keys: DeployKeys, head: str | None, processed: str | None
+) -> dict[str, Any]:
+    """The deployment's steering (``hotreload pause``/``pin``/``rollback``): what holds, who asked, when."""
+    control = {_text(k): _text(v) for k, v in connection.hgetall(keys.control).items()}
+    paused = control.get("paused") == "1"
+    pin = None
+    if control.get("pin"):
+        pin = {
+            "commit": control["pin"],
+            "ref": control.get("pin_ref") or None,
+            "rollback": control.get("pin_rollback") == "1",
+            "by": control.get("pin_by") or None,
+            "at": iso(control.get("pin_at")),
+        }
+    return {
+        "paused": paused,
+        "paused_by": control.get("paused_by") if paused else None,
+        "paused_at": iso(control.get("paused_at")) if paused else None,
+        # The head that waits while deploys are paused.
+        "waiting_head": head if paused and head and head != processed and pin is None else None,
+        "pin": pin,
     }
 
 
@@ -202,6 +228,16 @@ def render_table(status: dict[str, Any]) -> str:
             )
         )
         rows.append(("Next retry", failing.get("next_retry") or "-"))
+    steering = status.get("steering") or {}
+    if steering.get("paused"):
+        waits = f"; commit {_short(steering['waiting_head'])} waits" if steering.get("waiting_head") else ""
+        rows.append(
+            ("Paused", f"by {steering.get('paused_by') or '?'} at {steering.get('paused_at') or '-'}{waits}")
+        )
+    if steering.get("pin"):
+        pin = steering["pin"]
+        kind = "rollback to" if pin["rollback"] else "pinned to"
+        rows.append(("Pinned", f"{kind} {pin['ref'] or ''} {_short(pin['commit'])} by {pin['by'] or '?'}"))
     for kind, run in status["last_runs"].items():
         rows.append((f"Last {kind}", _run_line(run)))
     if status.get("pre_deploy_lease"):

@@ -20,6 +20,8 @@ import redis
 
 from producer.redis_label import redis_label
 from producer.settings import Settings
+from producer.steering import STEERING
+from producer.steering import add_arguments as add_steering_arguments
 from producer.tool_error import ToolError
 from workers.contract import JobKind, wake_poller
 
@@ -137,12 +139,15 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "run", metavar="RUN", help="a run id from `hotreload jobs` (or a unique part of one)"
         )
+    elif name == "pin":
+        add_steering_arguments(name, parser)
     elif name == "run":
         parser.add_argument("job", choices=["pre", "post"], help="which configured job to run now")
 
 
 #: Handlers by command name; their help texts are in producer.cli (kept light to import).
 TOOLS: dict[str, Handler] = {
+    **STEERING,
     "status": cmd_status,
     "jobs": cmd_jobs,
     "logs": cmd_logs,
