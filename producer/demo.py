@@ -130,6 +130,8 @@ def demo_environment(root: Path, remote: Path, interval: str) -> dict[str, str]:
             "APP_PORT": str(app_port),
             "DEV_HEALTH_PORT": str(health_port),
             "HOTRELOAD_REDIS_PORT": str(redis_port),
+            # Named, so the CLI in another shell finds this stack (see the line the demo prints).
+            "DEPLOYMENT_ID": "demo",
             "PATH": f"{Path(sys.executable).parent}{os.pathsep}{env_path()}",
             "PYTHONUNBUFFERED": "1",
         }
@@ -160,6 +162,9 @@ hotreload demo in {root}
 Push a commit and watch [PRE-DEPLOY] and [POST-DEPLOY] run for it within {args.interval}s:
   cd {work} && touch migrations/$(date +%s).sql && git add . && \\
     git -c user.name=you -c user.email=you@example.com commit -m 'Add a migration' && git push
+
+See and steer it from another shell (the CLI finds a stack by its Redis and deployment id):
+  export HOTRELOAD_REDIS_PORT={env["HOTRELOAD_REDIS_PORT"]} DEPLOYMENT_ID={env["DEPLOYMENT_ID"]} && {Path(sys.executable).parent / "hotreload"} status
 
 Ctrl-C (or SIGTERM) stops everything.
 """,

@@ -21,6 +21,8 @@ from workers.console import say
 
 #: The longest pause between two looks at a failing remote.
 MAX_BACKOFF = 60.0
+#: The first pause after a failed clone (doubling up to MAX_BACKOFF).
+CLONE_RETRY = 2.0
 
 
 class Source:
@@ -51,12 +53,12 @@ class Source:
             elif self.checkout.branch is None:
                 self.checkout.ensure_cloned()  # learns the remote's default branch
             remote = self.checkout.remote_head()
-            moved = remote != self.head or self.checkout.fetched != remote
-            if moved:
+            if remote != self.checkout.fetched:
                 self.checkout.fetch()
-                if self.head is not None and self.head != self.checkout.fetched:
-                    say(f"[INFO] New commit detected on {self.checkout.branch}: {self.checkout.fetched}")
-                self.head = self.checkout.fetched
+            changed = self.head is not None and self.checkout.fetched != self.head
+            if changed:
+                say(f"[INFO] New commit detected on {self.checkout.branch}: {self.checkout.fetched}")
+            self.head = self.checkout.fetched
         except GitSyncError as exc:
             self._failed(str(exc))
             return self.head
@@ -64,14 +66,18 @@ class Source:
             say(f"[INFO] Remote reachable again after {self.failures} failed sync(s)")
         self.failures, self.last_error = 0, None
         self.next_look = time.monotonic() + self.interval
-        self._count("changed" if moved else "unchanged")
+        self._count("changed" if changed else "unchanged")
         return self.head
 
     def _failed(self, error: str) -> None:
         self.failures += 1
-        delay = backoff_delay(self.failures, self.interval, max(self.interval, MAX_BACKOFF))
-        if error != self.last_error or self.failures % 10 == 1:
-            say(f"[ERROR] Sync failed ({self.failures} in a row): {error}; next try in {delay:.0f}s")
+        if not self.checkout.is_cloned():
+            delay = backoff_delay(self.failures, CLONE_RETRY, MAX_BACKOFF)
+            say(f"[ERROR] Clone failed (attempt {self.failures}): {error}; retrying in {delay:.0f}s")
+        else:
+            delay = backoff_delay(self.failures, self.interval, max(self.interval, MAX_BACKOFF))
+            if error != self.last_error or self.failures % 10 == 1:
+                say(f"[ERROR] Sync failed ({self.failures} in a row): {error}; next try in {delay:.0f}s")
         self.last_error = error
         self.next_look = time.monotonic() + delay
         self._count("error")

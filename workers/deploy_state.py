@@ -157,7 +157,10 @@ class DeployState:
             if pipe.exists(self.keys.transition(job_id)):
                 return None
             current = CommitTracker(pipe, self.keys).retry_state()
-            attempts = current.attempts + 1 if current and current.commit == spec.commit else 1
+            # The planner numbered the attempt across replicas; a run by hand counts on from it.
+            attempts = max(
+                spec.attempt, current.attempts + 1 if current and current.commit == spec.commit else 1
+            )
             pipe.multi()
             self._done_ops(pipe, job_id, outcome)
             pipe.delete(self.keys.retry)

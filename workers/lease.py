@@ -1,10 +1,9 @@
 """Leases in Redis: which instance of a deployment runs a job, and a bound on how long a dead one blocks it.
 
-A lease is one Redis key set with ``SET NX PX``: the first instance to set it holds it.
-Its value names the holder (``<instance> <token> <commit>``); the random token makes it
-this claim's own, so only the claim that set it can renew it (``PEXPIRE`` through a
-compare script) or release it (compare-and-delete). A holder that dies stops renewing,
-and the key expires after at most ``LEASE_TTL`` seconds::
+A lease is a redis-py ``Lock`` whose token names the holder (``<instance> <token> <commit>``):
+the first instance to acquire it holds it; the random part makes the token this claim's
+own, so only the claim that set it can renew it (``Lock.reacquire``) or release it. A holder
+that dies stops renewing, and the key expires after at most ``LEASE_TTL`` seconds::
 
     lease = Lease.new(redis, keys.lease(JobKind.PRE), instance="web-1", commit=sha)
     if lease.acquire():
@@ -28,23 +27,13 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
+from redis.exceptions import LockError
+from redis.lock import Lock
+
 from workers.contract import DeployKeys, JobKind
 
 LEASE_TTL = 10.0
 HEARTBEAT_INTERVAL = 3.0
-
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('del', KEYS[1])
-end
-return 0
-"""
 
 
 @dataclass(frozen=True)
@@ -72,7 +61,9 @@ class Lease:
         self.connection = connection
         self.key = key
         self.value = value
-        self.ttl_ms = int(ttl * 1000)
+        # thread_local=False: the heartbeat thread renews the claim the main thread made.
+        self.lock = Lock(connection, key, timeout=ttl, thread_local=False)
+        self.lock.local.token = value.encode()
 
     @classmethod
     def new(cls, connection: Any, key: str, instance: str, commit: str, ttl: float = LEASE_TTL) -> Lease:
@@ -86,15 +77,22 @@ class Lease:
         return holder
 
     def acquire(self) -> bool:
-        return bool(self.connection.set(self.key, self.value, nx=True, px=self.ttl_ms))
+        return bool(self.lock.acquire(blocking=False, token=self.value))
 
     def renew(self) -> bool:
         """Push the expiry back to a full TTL; False when the lease is no longer this claim's."""
-        return bool(self.connection.eval(_RENEW, 1, self.key, self.value, self.ttl_ms))
+        try:
+            return bool(self.lock.reacquire())
+        except LockError:
+            return False
 
     def release(self) -> bool:
         """Delete the lease if it is still this claim's (never someone else's)."""
-        return bool(self.connection.eval(_RELEASE, 1, self.key, self.value))
+        try:
+            self.lock.release()
+        except LockError:
+            return False
+        return True
 
     def holder(self) -> Holder | None:
         """Whoever holds the key now (this claim or another one), None when free."""

@@ -143,6 +143,11 @@ def test_demo_deploys_a_pushed_commit_and_stops_on_sigterm(tmp_path):
         with urllib.request.urlopen(app_url, timeout=5) as response:
             body = response.read().decode()
         assert body == f"commit {sha}, schema 2\n", body
+        # The CLI line the demo prints, run as printed from another shell, answers for this stack.
+        cli_line = re.search(r"another shell.*\n +(export .+)", log()).group(1)
+        shown = subprocess.run(["bash", "-c", cli_line], capture_output=True, text=True, env=env, timeout=30)
+        assert shown.returncode == 0, shown.stderr
+        assert sha in shown.stdout and "Deployment" in shown.stdout, shown.stdout
 
         os.kill(demo.pid, signal.SIGTERM)
         stopping = time.monotonic()
