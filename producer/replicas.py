@@ -3,14 +3,15 @@
 Instances of a deployment (same DEPLOYMENT_ID, same REDIS_URL) each follow the branch in
 their own workspace with their own worker; what they share is the per-commit record
 (``CommitTracker.commit_record``: who ran which job, how it ended, which attempt) and one
-PRE_DEPLOY lease (``workers.lease``). Before deploying a commit the poller asks::
+PRE_DEPLOY lease (``workers.lease``). The observer reads the record and the holder for the
+planner (a replica's success is followed, its failure counts as this instance's); the
+poller claims the lease before it enqueues a PRE_DEPLOY::
 
     replicas = Replicas(redis, keys, tracker)
     record = replicas.record(commit)
-    if replicas.current(commit, record): -> follow: check it out, mark processed, no PRE_DEPLOY here
-    elif (lease := replicas.claim(commit, record)):
-        ...enqueue PRE_DEPLOY with lease.value; replicas.hand_over(job.id)
-    else:                               -> wait: replicas.holder() is running a PRE_DEPLOY
+    replicas.current(commit, record), replicas.failed(record), replicas.holder()   # observed
+    if (lease := replicas.claim(commit, record)):
+        ...enqueue PRE_DEPLOY with lease.value; replicas.hand_over(job)
 
 The claim is check, lock, check again: the runner records the outcome before it releases
 the lease, so whoever takes the lease next sees that outcome and never runs the job twice.
@@ -24,12 +25,10 @@ from typing import Any
 
 from rq.job import Job
 
-from workers.commit_tracker import CommitTracker, RetryState
+from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, Outcome
 from workers.lease import HEARTBEAT_INTERVAL, Heartbeat, Holder, Lease, job_lease_key, release_left_by
 
-#: Seconds between two looks at the record while another replica runs a PRE_DEPLOY.
-RECHECK_INTERVAL = 0.5
 _NOT_YET_STARTED = {"queued", "deferred", "scheduled"}
 _NOT_A_FAILURE = {"", Outcome.SUCCEEDED.value, Outcome.SKIPPED.value}
 
@@ -77,21 +76,6 @@ class Replicas:
     def marker(record: dict[str, str]) -> tuple[str, str]:
         """Changes whenever a PRE_DEPLOY run of the commit ends, wherever it ran."""
         return record.get("pre_outcome", ""), record.get("pre_run", "")
-
-    def adopt_failure(self, commit: str, record: dict[str, str]) -> RetryState | None:
-        """A failed PRE_DEPLOY of ``commit`` on any replica counts here too: same back-off, next attempt number.
-
-        Returns the adopted state when it is news to this instance (to log it once), else None.
-        """
-        if not self.failed(record):
-            return None
-        attempts = int(record.get("pre_attempt") or 1)
-        current = self.tracker.retry_state()
-        if current and current.commit == commit and current.attempts >= attempts:
-            return None
-        failed_at = float(record.get("pre_at") or 0)
-        reason = record.get("pre_reason") or record.get("pre_outcome") or "failed"
-        return self.tracker.adopt_failure(commit, attempts, failed_at, reason)
 
     # -- the lease ---------------------------------------------------------------------
     def holder(self) -> Holder | None:

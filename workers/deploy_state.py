@@ -19,6 +19,7 @@ waiting in RQ's deferred registry.
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -27,8 +28,9 @@ from rq.callbacks import Callback
 from rq.job import Job
 from rq.registry import StartedJobRegistry
 
-from workers.commit_tracker import CommitTracker, commit_outcome_ops
+from workers.commit_tracker import RUN_HISTORY, CommitTracker, commit_outcome_ops
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.run_stats import add_run
 
 RESULT_TTL = 7 * 24 * 3600
 # RQ's own timeout is only a backstop behind the runner's, which owns the process tree.
@@ -203,6 +205,28 @@ class DeployState:
             return True
 
         return bool(self.connection.transaction(step, self.keys.transition(job_id), value_from_callable=True))
+
+    # -- runs --------------------------------------------------------------------------
+    def record_run(self, kind: JobKind, run_id: str, summary: dict[str, Any]) -> None:
+        """Keep the run in the history and as the last run of its kind on this instance."""
+        flat = {
+            k: ("" if v is None else json.dumps(v) if isinstance(v, dict | list) else v)
+            for k, v in summary.items()
+        }
+        duration = summary.get("duration")
+        with self.connection.pipeline() as pipe:
+            pipe.delete(self.keys.last_run(kind))
+            pipe.hset(self.keys.last_run(kind), mapping={"run_id": run_id, **flat})
+            pipe.zadd(self.keys.runs, {run_id: float(summary.get("started_at") or time.time())})
+            pipe.zremrangebyrank(self.keys.runs, 0, -RUN_HISTORY - 1)
+            add_run(
+                pipe,
+                self.keys,
+                kind,
+                str(summary.get("outcome") or ""),
+                float(duration) if isinstance(duration, int | float) else None,
+            )
+            pipe.execute()
 
     # -- the poller's own facts ---------------------------------------------------------
     def set_head(self, commit: str) -> None:

@@ -23,6 +23,7 @@ from rq import get_current_job
 
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.deploy_state import DeployState
 from workers.lease import Holder, Lease, job_lease_key
 from workers.redis_outage import REDIS_DOWN, Outage, until_redis_answers
 from workers.runner import install_interrupt_handler, run_shell
@@ -120,7 +121,8 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
     spec = JobSpec.from_dict(spec_data)
     job = get_current_job()
     assert job is not None, "run_deploy_job runs inside an RQ work horse"
-    tracker = CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance))
+    state = DeployState(job.connection, DeployKeys(spec.deployment, spec.instance))
+    tracker = state.tracker
     tag = spec.kind.tag
     started_at = time.time()
 
@@ -133,7 +135,7 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
         summary = _summary(spec, Outcome.SKIPPED, None, started_at, 0.0, reason=reason)
         job.meta.update(summary)
         job.save_meta()
-        tracker.record_run(spec.kind, job.id, summary)
+        state.record_run(spec.kind, job.id, summary)
         return summary
 
     _die_with_parent()
@@ -201,7 +203,7 @@ def run_deploy_job(spec_data: dict[str, Any]) -> dict[str, Any]:
         job.meta["output"] = output
     until_redis_answers(job.save_meta, outage, give_up=lambda: stopping)
     until_redis_answers(
-        lambda: tracker.record_run(spec.kind, job.id, summary), outage, give_up=lambda: stopping
+        lambda: state.record_run(spec.kind, job.id, summary), outage, give_up=lambda: stopping
     )
     if result_outcome is not Outcome.SUCCEEDED:
         raise JobFailed(f"{spec.kind.value} for commit {spec.short} {reason}")

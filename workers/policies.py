@@ -24,6 +24,7 @@ from workers.console import say
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
 from workers.deploy_state import DeployState
 from workers.lease import Lease, job_lease_key
+from workers.run_record import record_cancelled
 
 
 def _context(job: Job) -> tuple[JobSpec, DeployState]:
@@ -86,8 +87,6 @@ def lenient_failed(job: Job, connection: Any, *exc_info: Any, **kwargs: Any) -> 
 
 def stopped(job: Job, connection: Any, *args: Any, **kwargs: Any) -> None:
     """``hotreload cancel``: RQ killed the work horse; end the job's tree, record the run as cancelled."""
-    from workers.worker import record_cancelled  # the worker owns the process tree and run records
-
     record_cancelled(job)
     policy_for(JobKind(job.meta.get("kind") or JobSpec.from_dict(job.args[0]).kind)).on_failure(
         job, connection, RuntimeError, RuntimeError("cancelled"), None

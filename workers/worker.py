@@ -33,12 +33,12 @@ from rq.job import Job, JobStatus
 from rq.registry import StartedJobRegistry
 
 from workers import job as job_module
-from workers.commit_tracker import CommitTracker
 from workers.console import say
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.policies import policy_for
 from workers.process_tree import kill_run
 from workers.redis_outage import MAX_WAIT, REDIS_DOWN, Outage, QuietConnectionErrors, until_redis_answers
+from workers.run_record import record_lost
 
 log = logging.getLogger("hotreload.worker")
 
@@ -159,7 +159,7 @@ class DeployWorker(Worker):
         if signum == signal.SIGKILL:
             why += " (out of memory, or killed by hand)"
         say(f"[ERROR] {why}; {killed} leftover job process(es) stopped [job {job.id}]")
-        _record_lost(job, Outcome.FAILED, why)
+        record_lost(job, Outcome.FAILED, why)
         policy_for(JobKind(job.meta.get("kind") or JobSpec.from_dict(job.args[0]).kind)).on_failure(
             job, job.connection, RuntimeError, RuntimeError(why), None
         )
@@ -172,31 +172,6 @@ def _wake(job: Job) -> None:
         wake_poller(job.connection, DeployKeys(spec.deployment, spec.instance))
     except Exception:  # noqa: BLE001 - the poller also looks at its interval
         log.debug("could not wake the poller for %s", job.id)
-
-
-def _record_lost(job: Job, outcome: Outcome, reason: str) -> None:
-    spec = JobSpec.from_dict(job.args[0])
-    started = float(job.meta.get("started_at") or time.time())
-    job.meta.update(
-        {
-            "kind": spec.kind.value,
-            "commit": spec.commit,
-            "instance": spec.instance,
-            "outcome": outcome.value,
-            "exit_code": None,
-            "reason": reason,
-            "started_at": started,
-            "duration": round(time.time() - started, 4),
-        }
-    )
-    job.save_meta()
-    summary = {k: job.meta.get(k) for k in ("kind", "commit", "instance", "outcome", "exit_code", "reason")}
-    summary.update(
-        started_at=started, duration=job.meta["duration"], attempt=spec.attempt, command=spec.command
-    )
-    CommitTracker(job.connection, DeployKeys(spec.deployment, spec.instance)).record_run(
-        spec.kind, job.id, summary
-    )
 
 
 def settle_after_outage(job: Job, queue: Queue) -> None:
@@ -218,18 +193,10 @@ def settle_after_outage(job: Job, queue: Queue) -> None:
         return
     reason = "Redis was unreachable when the job ended, so its outcome was not recorded"
     say(f"[WARN] {reason}; failing it so that it runs again [job {job.id}]")
-    _record_lost(job, Outcome.INTERRUPTED, reason)
+    record_lost(job, Outcome.INTERRUPTED, reason)
     # RQ's clean-up moves it to the failed registry and runs its failure callback (the policy).
     StartedJobRegistry(queue.name, connection=job.connection).cleanup(timestamp=time.time() + 10**9)
     _wake(job)
-
-
-def record_cancelled(job: Job) -> None:
-    """``hotreload cancel`` stopped the job: kill its whole tree, keep the run as cancelled."""
-    killed = kill_run(job.id, grace=job_module.KILL_GRACE)
-    spec = JobSpec.from_dict(job.args[0])
-    say(f"[INFO] {spec.kind.value} job of commit {spec.short} cancelled; {killed} process(es) stopped")
-    _record_lost(job, Outcome.CANCELLED, "was cancelled (hotreload cancel)")
 
 
 def recover_orphans(connection: Redis, keys: DeployKeys) -> int:
@@ -245,7 +212,7 @@ def recover_orphans(connection: Redis, keys: DeployKeys) -> int:
                 continue
             reason = "interrupted: the worker running it stopped before it finished"
             say(f"[WARN] Recovering job {job_id} left running by a stopped worker: {reason}")
-            _record_lost(job, Outcome.INTERRUPTED, reason)
+            record_lost(job, Outcome.INTERRUPTED, reason)
             recovered += 1
         # RQ's own clean-up moves them to the failed registry and runs their failure callbacks.
         registry.cleanup(timestamp=time.time() + 10**9)

@@ -9,7 +9,8 @@ from rq.job import Job
 from producer.replicas import Replicas
 from tests.conftest import wait_until
 from workers.commit_tracker import CommitTracker
-from workers.contract import DeployKeys, JobKind
+from workers.contract import DeployKeys, JobKind, JobSpec
+from workers.deploy_state import DeployState
 from workers.lease import Holder, Lease, job_lease_key, release_left_by
 
 
@@ -100,8 +101,10 @@ def test_the_poller_keeps_its_claim_until_the_job_starts_and_rechecks_after_clai
 
     # Check, lock, check again: a run that ended between the look and the claim wins.
     before = CommitTracker(client, DeployKeys("dep", "web-1")).commit_record(sha)
-    CommitTracker(client, DeployKeys("dep", "web-3")).record_commit_outcome(
-        sha, JobKind.PRE, "succeeded", "r1", 1
+    web3 = DeployKeys("dep", "web-3")
+    DeployState(client, web3).pre_succeeded(
+        "r1",
+        JobSpec(JobKind.PRE, "true", "/tmp", 10, sha, None, "main", "/tmp", web3.deployment, web3.instance),
     )
     assert second.claim(sha, before) is None and second.holder() is None
     assert second.current(sha, second.record(sha)), "the other replica's success is there to follow"

@@ -1,7 +1,7 @@
 """The poller's HTTP server on a real socket against a real redis-server: /status, /metrics, the webhook.
 
 The server is wired exactly as ``hotreload poller`` wires it (``cli.attach_endpoints``); the
-deploy facts are written with the same ``CommitTracker`` calls the worker and poller make.
+deploy facts are written with the same ``DeployState`` calls the worker and poller make.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ from producer.cli import attach_endpoints
 from producer.http_server import HotreloadHTTPServer
 from producer.settings import Settings, load_settings
 from tests.conftest import RedisServer, free_port
-from workers.commit_tracker import CommitTracker
-from workers.contract import JobKind
+from workers.contract import JobKind, JobSpec
+from workers.deploy_state import DeployState
 
 SECRET = "whsec-0123456789abcdef"
 TOKEN = "ghp_supersecrettoken123456"
@@ -169,7 +169,22 @@ def test_the_webhook_is_off_without_a_secret(redis_url: str):
         off.http.stop()
 
 
-def record(tracker: CommitTracker, kind: JobKind, run_id: str, outcome: str, **extra: object) -> None:
+def failing(commit: str, keys) -> JobSpec:
+    return JobSpec(
+        kind=JobKind.PRE,
+        command="bash migrate.sh",
+        cwd="/tmp",
+        timeout=60,
+        commit=commit,
+        previous=SHA1,
+        branch="main",
+        workspace="/tmp",
+        deployment=keys.deployment,
+        instance=keys.instance,
+    )
+
+
+def record(tracker: DeployState, kind: JobKind, run_id: str, outcome: str, **extra: object) -> None:
     summary = {
         "kind": kind.value,
         "commit": SHA1,
@@ -190,14 +205,14 @@ def record(tracker: CommitTracker, kind: JobKind, run_id: str, outcome: str, **e
 def test_status_is_the_deploy_state_from_redis_without_secrets(server: Server):
     keys = server.settings.keys
     client = client_for(server.settings.redis_url_effective)
-    tracker = CommitTracker(client, keys)
+    tracker = DeployState(client, keys)
     client.hset(
         keys.status, mapping={"state": "running", "branch": "main", "checked_out": SHA1, "sync_failures": 0}
     )
-    tracker.mark_processed(SHA1)
+    tracker.deployed_without_pre(SHA1, None)
     record(tracker, JobKind.PRE, "run-pre-1", "succeeded")
     record(tracker, JobKind.POST, "run-post-1", "failed", reason=f"failed with exit code 3 using {TOKEN}")
-    tracker.record_failure(SHA2, f"failed with exit code 3 ({SECRET})")
+    tracker.pre_failed("run-pre-2", failing(SHA2, keys), "failed", f"failed with exit code 3 ({SECRET})", 3)
     client.hset(keys.status, mapping={"state": "failed", "next_retry": time.time() + 30})
 
     code, body, content_type = server.get("/status")
@@ -262,12 +277,12 @@ def scrape(server: Server) -> dict[str, float]:
 def test_metrics_count_syncs_and_job_runs_and_keep_a_failure_alert_until_a_success(server: Server):
     keys = server.settings.keys
     client = client_for(server.settings.redis_url_effective)
-    tracker = CommitTracker(client, keys)
+    tracker = DeployState(client, keys)
     server.metrics.sync("changed")
     server.metrics.sync("unchanged")
     server.metrics.sync("unchanged")
     server.metrics.sync("error")
-    tracker.mark_processed(SHA1)
+    tracker.deployed_without_pre(SHA1, None)
     client.hset(keys.status, mapping={"branch": "main"})
     record(tracker, JobKind.PRE, "a", "succeeded")
     record(tracker, JobKind.PRE, "b", "failed", duration=42.0)
