@@ -229,6 +229,13 @@ class DeployState:
             pipe.execute()
 
     # -- the poller's own facts ---------------------------------------------------------
+    def open_gate(self, commit: str) -> None:
+        """The app supervisor may start the app on ``commit`` (end of boot, or asked again by the app)."""
+        with self.connection.pipeline() as pipe:
+            pipe.rpush(self.keys.app_events, f"start {commit}")
+            pipe.expire(self.keys.app_events, 3600)
+            pipe.execute()
+
     def set_head(self, commit: str) -> None:
         self.connection.set(self.keys.head, commit)
 

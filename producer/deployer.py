@@ -1,0 +1,105 @@
+"""The act side of the poller: carries out the planner's Deploy, Follow and StartApp.
+
+It moves the workspace, builds the job specs and hands them to the state writer; it
+decides nothing (the planner did)::
+
+    deployer = Deployer(settings, state, replicas, workspace, report)
+    deployer.deploy(Deploy(sha, attempt=1, reason="new commit"), seen, booting=False, boot=3)
+"""
+
+from __future__ import annotations
+
+from producer import planner
+from producer.poller_report import PollerReport
+from producer.replicas import Replicas
+from producer.settings import Settings
+from producer.workspace import Workspace
+from workers.console import say
+from workers.contract import JobKind
+from workers.deploy_state import DeployState
+
+
+class Deployer:
+    """Turns one planned action into checkouts and enqueued jobs."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        state: DeployState,
+        replicas: Replicas,
+        workspace: Workspace,
+        report: PollerReport,
+    ):
+        self.settings = settings
+        self.state = state
+        self.replicas = replicas
+        self.workspace = workspace
+        self.report = report
+
+    def deploy(self, action: planner.Deploy, seen: planner.Observed, booting: bool, boot: int) -> bool:
+        """Check out the commit and enqueue its PRE_DEPLOY under the lease; False when a replica took the lease."""
+        self.report.acted()
+        lease = None
+        if seen.pre_configured:
+            lease = self.replicas.claim(action.commit, self.replicas.record(action.commit))
+            if lease is None:
+                return False  # a replica took it between the look and the claim: the next look decides
+        previous = seen.processed
+        try:
+            self.workspace.move_to(action.commit)
+            pre, post = self.workspace.deploy_specs(
+                action.commit,
+                previous,
+                action.attempt,
+                boot=boot,
+                seq=self.state.next_seq(),
+                lease=lease.value if lease else "",
+                rollback=action.rollback,
+            )
+            if pre is None:
+                self.state.deployed_without_pre(action.commit, post)
+                say(f"[INFO] Commit {action.commit[:7]} deployed (no PRE_DEPLOY_COMMAND configured)")
+                self.report.state("post_deploy" if post else "running", processed=action.commit)
+                return True
+            job = self.state.enqueue_deploy(pre)
+        except BaseException:
+            self.replicas.drop()
+            raise
+        self.replicas.hand_over(job)
+        kind = "rollback " if action.rollback else ""
+        say(
+            f"[INFO] Deploying {kind}commit {action.commit[:7]}: PRE_DEPLOY queued (attempt {action.attempt})"
+        )
+        if booting:
+            say(f"[INFO] Running the initial PRE_DEPLOY for commit {action.commit[:7]} before the app starts")
+        self.report.state("pre_deploy", processed=previous or "")
+        return True
+
+    def follow(self, action: planner.Follow, seen: planner.Observed, booting: bool, boot: int) -> None:
+        """A replica's PRE_DEPLOY of the commit succeeded: live here without running it again."""
+        self.report.acted()
+        self.workspace.move_to(action.commit, update_jobs=not booting)
+        post = None
+        if self.settings.POST_DEPLOY_SCOPE == "each":
+            # POST_DEPLOY_SCOPE=once: the replica that ran PRE_DEPLOY runs it (workers.job.claim_lease).
+            post = self.workspace.spec(
+                JobKind.POST, action.commit, seen.processed, 1, boot=boot, seq=self.state.next_seq()
+            )
+        self.state.deployed_without_pre(action.commit, post)
+        say(
+            f"[INFO] Commit {action.commit[:7]} deployed: PRE_DEPLOY succeeded on instance "
+            f"{action.instance or '?'} (not run again here)"
+        )
+        self.report.state("post_deploy" if post else "running", processed=action.commit, waiting_for="")
+
+    def start_app(self, action: planner.StartApp) -> None:
+        """End of boot: the app supervisor may start the app on the live commit."""
+        if "already deployed" in action.reason:
+            say(
+                f"[INFO] Commit {action.commit[:7]} already deployed (PRE_DEPLOY succeeded before); starting the app"
+            )
+        else:
+            reason = action.reason[:1].upper() + action.reason[1:]
+            say(f"[WARN] {reason}: starting the app on commit {action.commit[:7]}")
+        self.state.open_gate(action.commit)
+        self.report.state("running", processed=action.commit)
