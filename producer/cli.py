@@ -108,7 +108,7 @@ def cmd_poller(args: argparse.Namespace) -> int:
 
 
 def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any]) -> Any:
-    """/status, /metrics and (with GITHUB_WEBHOOK_SECRET) /webhook/github; Redis is reached lazily."""
+    """/status, /metrics and (with WEBHOOK_SECRET) /webhook/github; Redis is reached lazily."""
     import redis
 
     from producer.metrics import Metrics
@@ -122,14 +122,14 @@ def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any])
     keys, secrets = settings.keys, settings.secret_values()
     metrics = Metrics(connection, keys)
     webhook = None
-    if settings.GITHUB_WEBHOOK_SECRET is not None:
+    if settings.webhook_secret is not None:
 
         def branch() -> str | None:
             current = poller()
             return (current.checkout.branch if current is not None else None) or settings.GITHUB_BRANCH
 
         webhook = GitHubWebhook(
-            settings.GITHUB_WEBHOOK_SECRET.get_secret_value(),
+            settings.webhook_secret,
             branch=branch,
             wake=lambda: wake_poller(connection, keys, "sync"),
         )

@@ -37,8 +37,12 @@ class ServiceSettings(BaseModel):
     )
     ENABLE_DEV_HEALTH: Flag = Field(default=True, description="Serve the health and status HTTP endpoints")
     DEV_HEALTH_PORT: Port = Field(default=9090, description="Port of the health and status HTTP server")
+    WEBHOOK_SECRET: Secret | None = Field(
+        default=None,
+        description="Secret of the push webhooks /webhook/github, /gitlab, /gitea, /bitbucket (unset: disabled)",
+    )
     GITHUB_WEBHOOK_SECRET: Secret | None = Field(
-        default=None, description="Secret that signs GitHub push webhooks (unset: webhook disabled)"
+        default=None, description="Former name of WEBHOOK_SECRET, still read when WEBHOOK_SECRET is unset"
     )
     INSTANCE_ID: Identifier | None = Field(
         default=None, description="Name of this replica, 1-64 of [A-Za-z0-9._-] (unset: the host name)"
@@ -84,6 +88,12 @@ class ServiceSettings(BaseModel):
         return f"redis://127.0.0.1:{self.HOTRELOAD_REDIS_PORT}/0"
 
     @property
+    def webhook_secret(self) -> str | None:
+        """WEBHOOK_SECRET, or GITHUB_WEBHOOK_SECRET (its former name); None: no webhook endpoint."""
+        secret = self.WEBHOOK_SECRET or self.GITHUB_WEBHOOK_SECRET
+        return secret.get_secret_value() if secret is not None else None
+
+    @property
     def instance_id(self) -> str:
         return self.INSTANCE_ID or socket.gethostname()
 
@@ -104,9 +114,14 @@ class ServiceSettings(BaseModel):
         return problems
 
 
-def dashboard_presence_problems(values: Mapping[str, Any]) -> list[str]:
-    """rq-dashboard's user name and password come in pairs."""
+def pairing_problems(values: Mapping[str, Any]) -> list[str]:
+    """rq-dashboard's user name and password come in pairs; the webhook secret's two names agree."""
     problems = []
+    new, old = values.get("WEBHOOK_SECRET"), values.get("GITHUB_WEBHOOK_SECRET")
+    if new is not None and old is not None and new != old:
+        problems.append(
+            "GITHUB_WEBHOOK_SECRET: differs from WEBHOOK_SECRET (its new name): set only WEBHOOK_SECRET"
+        )
     for name, other in (
         ("RQ_DASHBOARD_PASSWORD", "RQ_DASHBOARD_USERNAME"),
         ("RQ_DASHBOARD_USERNAME", "RQ_DASHBOARD_PASSWORD"),

@@ -49,14 +49,14 @@ from producer.config_errors import ConfigError, ordered, problem_lines, unsafe_v
 from producer.git_url import parse_git_url
 from producer.job_config import JOB_URL_FIELDS, JobConfig, JobSettings, job_presence_problems
 from producer.redis_url import mask_redis_url, redis_password
-from producer.service_settings import ServiceSettings, dashboard_presence_problems
+from producer.service_settings import ServiceSettings, pairing_problems
 from producer.source_settings import SourceSettings
 from producer.url_parts import MASK, UrlProblem
 from workers.contract import DeployKeys
 
 __all__ = ["ConfigError", "JobConfig", "Settings", "load_settings", "settings_table"]
 
-SECRET_FIELDS = ("GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "RQ_DASHBOARD_PASSWORD")
+SECRET_FIELDS = ("GITHUB_TOKEN", "WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRET", "RQ_DASHBOARD_PASSWORD")
 #: Repository variables: a token written in one of them is taken out.
 URL_FIELDS = ("GITHUB_REPO_URL", *JOB_URL_FIELDS)
 #: Variables whose value is never echoed in a problem line: secrets, and URLs that may hold one.
@@ -111,7 +111,7 @@ class Settings(ServiceSettings, JobSettings, SourceSettings, BaseSettings):
         tokens = _take_tokens(values)
         problems = [
             *job_presence_problems(values),
-            *dashboard_presence_problems(values),
+            *pairing_problems(values),
             *_token_problems(values, tokens),
         ]
         try:
@@ -154,7 +154,7 @@ class Settings(ServiceSettings, JobSettings, SourceSettings, BaseSettings):
         """Every secret value set, longest first, for masking in logs and job output.
 
         The token(s) (GITHUB_TOKEN and any taken out of a URL, also percent-encoded),
-        GITHUB_WEBHOOK_SECRET, RQ_DASHBOARD_PASSWORD and the credentials of REDIS_URL.
+        WEBHOOK_SECRET (and its former name), RQ_DASHBOARD_PASSWORD and the credentials of REDIS_URL.
         """
         found = {getattr(self, name).get_secret_value() for name in SECRET_FIELDS if getattr(self, name)}
         found.update(self._url_tokens.values())
