@@ -101,12 +101,12 @@ def cmd_poller(args: argparse.Namespace) -> int:
 
 
 def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any]) -> Any:
-    """/status, /metrics and (with GITHUB_WEBHOOK_SECRET) /webhook/github; Redis is reached lazily."""
+    """/status, /metrics and (with WEBHOOK_SECRET) /webhook/<host> for each host; Redis is reached lazily."""
     import redis
 
     from producer.metrics import Metrics
     from producer.status import deploy_status
-    from producer.webhook import GitHubWebhook
+    from producer.webhook import HOSTS, PushWebhook
     from workers.contract import wake_poller
 
     connection = redis.Redis.from_url(
@@ -114,19 +114,19 @@ def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any])
     )
     keys, secrets = settings.keys, settings.secret_values()
     metrics = Metrics(connection, keys)
-    webhook = None
-    if settings.GITHUB_WEBHOOK_SECRET is not None:
+    secret = settings.webhook_secret
 
-        def branch() -> str | None:
-            current = poller()
-            return (current.checkout.branch if current is not None else None) or settings.GITHUB_BRANCH
+    def branch() -> str | None:
+        current = poller()
+        return (current.checkout.branch if current is not None else None) or settings.GITHUB_BRANCH
 
-        webhook = GitHubWebhook(
-            settings.GITHUB_WEBHOOK_SECRET.get_secret_value(),
-            branch=branch,
-            wake=lambda: wake_poller(connection, keys, "sync"),
-        )
-    server.attach(status=lambda: deploy_status(connection, keys, secrets), metrics=metrics, webhook=webhook)
+    def wake() -> None:
+        wake_poller(connection, keys, "sync")
+
+    webhooks = (
+        {name: PushWebhook(host, secret, branch, wake) for name, host in HOSTS.items()} if secret else {}
+    )
+    server.attach(status=lambda: deploy_status(connection, keys, secrets), metrics=metrics, webhooks=webhooks)
     return metrics
 
 

@@ -1,4 +1,4 @@
-"""The poller's small HTTP server: health, status, metrics and the GitHub webhook.
+"""The poller's small HTTP server: health, status, metrics and the push webhooks.
 
 It starts before anything slow (clone, Redis, the boot PRE_DEPLOY) so ``GET /dev_health``
 answers 200 from the first second of boot; the other routes are attached once Redis is
@@ -7,20 +7,21 @@ known, and answer 503 until then::
     server = HotreloadHTTPServer(port=9090, state=lambda: {"state": "cloning"})
     server.start()          # serves in a daemon thread
     server.attach(status=lambda: deploy_status(redis, keys), metrics=Metrics(redis, keys),
-                  webhook=GitHubWebhook(secret, branch=..., wake=...))
+                  webhooks={"github": PushWebhook(HOSTS["github"], secret, branch=..., wake=...)})
     ...
     server.stop()
 
 Routes: ``GET /dev_health``, ``GET /status`` (``producer.status``), ``GET /metrics``
-(``producer.metrics``), ``POST /webhook/github`` (``producer.webhook``; 404 unless a
-secret is configured, 413 over 1 MiB judged from Content-Length before reading).
+(``producer.metrics``), ``POST /webhook/<host>`` for github, gitlab, gitea and bitbucket
+(``producer.webhook``; 404 unless a secret is configured, 413 over 1 MiB judged from
+Content-Length before reading).
 """
 
 from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from producer.webhook import MAX_BODY
 
 if TYPE_CHECKING:
     from producer.metrics import Metrics
-    from producer.webhook import GitHubWebhook
+    from producer.webhook import PushWebhook
 
 #: Seconds a client may take to send its request: a slow sender cannot hold a thread for ever.
 REQUEST_TIMEOUT = 10
@@ -78,8 +79,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         path = self.path.split("?", 1)[0]
-        webhook = self.server.webhook
-        if path != "/webhook/github" or webhook is None:
+        webhook = (
+            self.server.webhooks.get(path.removeprefix("/webhook/")) if path.startswith("/webhook/") else None
+        )
+        if webhook is None:
             self.close_connection = True  # the body, if any, is not read
             self._send_json(404, {"error": "not found"})
             return
@@ -106,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the client went away mid-body
         try:
             code, answer = webhook.handle(dict(self.headers.items()), body)
-        except Exception as exc:  # noqa: BLE001 - e.g. Redis down: GitHub shows the failure and can redeliver
+        except Exception as exc:  # noqa: BLE001 - e.g. Redis down: the host shows the failure and can redeliver
             code, answer = 503, {"error": f"could not queue the sync: {type(exc).__name__}"}
         self._send_json(code, answer)
 
@@ -117,7 +120,7 @@ class _Server(ThreadingHTTPServer):
     state: Callable[[], dict[str, Any]]
     status: Callable[[], dict[str, Any]] | None = None
     metrics: Metrics | None = None
-    webhook: GitHubWebhook | None = None
+    webhooks: Mapping[str, PushWebhook] = {}
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # a client that hangs up is not worth a traceback in the deploy log
@@ -140,7 +143,7 @@ class HotreloadHTTPServer:
         state: Callable[[], dict[str, Any]] | None = None,
         status: Callable[[], dict[str, Any]] | None = None,
         metrics: Metrics | None = None,
-        webhook: GitHubWebhook | None = None,
+        webhooks: Mapping[str, PushWebhook] | None = None,
     ) -> None:
         """Plug in what needs Redis or the poller once they exist."""
         if state is not None:
@@ -149,8 +152,8 @@ class HotreloadHTTPServer:
             self._server.status = status
         if metrics is not None:
             self._server.metrics = metrics
-        if webhook is not None:
-            self._server.webhook = webhook
+        if webhooks is not None:
+            self._server.webhooks = dict(webhooks)
 
     def start(self) -> None:
         self._thread.start()

@@ -1,7 +1,8 @@
 """Case 7: secrets never show anywhere — with a failing https remote, and in the output of a careless job.
 
-Every secret the settings know (GITHUB_TOKEN, GITHUB_WEBHOOK_SECRET, RQ_DASHBOARD_PASSWORD,
-the password in REDIS_URL, a token written into a repository URL) is a unique marker; then
+Every secret the settings know (GITHUB_TOKEN, WEBHOOK_SECRET and its former name
+GITHUB_WEBHOOK_SECRET, RQ_DASHBOARD_PASSWORD, the password in REDIS_URL, a token written
+into a repository URL) is a unique marker; then
 every surface is searched for them: the whole honcho log, every file of every checkout
 (``.git/config`` included), every Redis key and value, /dev_health, /status, /metrics,
 ``hotreload status --json``, and the command line of every process, sampled all along.
@@ -36,14 +37,22 @@ BAD_REMOTE = "https://nonexistent.invalid/x.git"
 
 def secret_markers() -> dict[str, str]:
     tag = uuid.uuid4().hex[:12]
-    names = ("GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "RQ_DASHBOARD_PASSWORD", "REDIS_PASSWORD", "URL_TOKEN")
+    names = (
+        "GITHUB_TOKEN",
+        "GITHUB_WEBHOOK_SECRET",
+        "RQ_DASHBOARD_PASSWORD",
+        "REDIS_PASSWORD",
+        "URL_TOKEN",
+        "WEBHOOK_SECRET",
+    )
     return {name: f"Mk{i}x{tag}Sec" for i, name in enumerate(names)}
 
 
-def secret_env(markers: dict[str, str]) -> dict[str, str]:
+def secret_env(markers: dict[str, str], webhook_variable: str) -> dict[str, str]:
+    """The secrets; the webhook's under ``webhook_variable`` (WEBHOOK_SECRET or its former name)."""
     return {
         "GITHUB_TOKEN": markers["GITHUB_TOKEN"],
-        "GITHUB_WEBHOOK_SECRET": markers["GITHUB_WEBHOOK_SECRET"],
+        webhook_variable: markers[webhook_variable],
         "ENABLE_RQ_DASHBOARD": "true",
         "RQ_DASHBOARD_PORT": str(free_port()),
         "RQ_DASHBOARD_USERNAME": "admin",
@@ -107,12 +116,12 @@ def test_no_secret_on_any_surface(tmp_path: Path, remote, fault_case):
                 DEPLOYMENT_ID=f"faults-a-{uuid.uuid4().hex[:8]}",
                 PRE_DEPLOY_COMMAND="true",
                 PRE_DEPLOY_REPO_URL=f"https://x-access-token:{markers['URL_TOKEN']}@nonexistent.invalid/j.git",
-                **secret_env(markers),
+                **secret_env(markers, "GITHUB_WEBHOOK_SECRET"),
             )
             # B: a sane remote, and a PRE_DEPLOY that prints every secret it finds in its environment.
             first = remote.commit(JOB_FILES)
             leak = (
-                'echo "[PRE-DEPLOY] leaking: $GITHUB_TOKEN $GITHUB_WEBHOOK_SECRET $RQ_DASHBOARD_PASSWORD '
+                'echo "[PRE-DEPLOY] leaking: $GITHUB_TOKEN $WEBHOOK_SECRET $RQ_DASHBOARD_PASSWORD '
                 '$REDIS_URL" && bash migrate.sh'
             )
             env_b = stack_env(
@@ -120,7 +129,7 @@ def test_no_secret_on_any_surface(tmp_path: Path, remote, fault_case):
                 tmp_path / "workspace-b",
                 redis_server.url,
                 **job_env(tmp_path, PRE_DEPLOY_COMMAND=leak),
-                **secret_env(markers),
+                **secret_env(markers, "WEBHOOK_SECRET"),
             )
             stacks = [Stack(env_a, tmp_path / "a.log").start(), Stack(env_b, tmp_path / "b.log").start()]
             failing, leaking = stacks

@@ -17,7 +17,7 @@ from producer.settings import ConfigError, Settings, load_settings
 from workers.contract import JobKind
 
 FIELDS = tuple(Settings.model_fields)
-SECRET_FIELDS = ("GITHUB_TOKEN", "GITHUB_WEBHOOK_SECRET", "RQ_DASHBOARD_PASSWORD")
+SECRET_FIELDS = ("GITHUB_TOKEN", "WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRET", "RQ_DASHBOARD_PASSWORD")
 URL_FIELDS = ("GITHUB_REPO_URL", *(f"{kind.value}_REPO_URL" for kind in JobKind))
 NO_ECHO = (*SECRET_FIELDS, *URL_FIELDS, "REDIS_URL")
 
