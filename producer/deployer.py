@@ -15,7 +15,7 @@ from producer.replicas import Replicas
 from producer.settings import Settings
 from producer.workspace import Workspace
 from workers.console import say
-from workers.contract import JobKind
+from workers.contract import JobKind, manual_job_id
 from workers.deploy_state import DeployState
 
 
@@ -91,6 +91,47 @@ class Deployer:
             f"{action.instance or '?'} (not run again here)"
         )
         self.report.state("post_deploy" if post else "running", processed=action.commit, waiting_for="")
+
+    def run_job(self, action: planner.RunJob, seen: planner.Observed, boot: int) -> bool:
+        """``hotreload run``: enqueue the job and tell the waiting CLI its id; False: try again next cycle."""
+        kind = JobKind(action.kind)
+        reply = self.state.keys.reply(action.token)
+        if not action.commit:
+            what = "no clone in WORKSPACE_PATH" if kind is JobKind.PRE else "no commit has been deployed"
+            self.state.answer(reply, f"error: no commit to run {kind.value} for yet: {what}")
+            return True
+        lease = None
+        if kind is JobKind.PRE:
+            lease = self.replicas.claim(action.commit, self.replicas.record(action.commit))
+            if lease is None:
+                return False  # a replica took the lease since the look: the request waits
+        try:
+            # DEPLOY_PREVIOUS_SHA as for the deploy of the commit (it ran last for it), else the live one.
+            last = self.state.tracker.last_run(kind) or {}
+            previous = (
+                (last.get("previous") or None) if last.get("commit") == action.commit else seen.processed
+            )
+            previous = None if previous == action.commit else previous
+            spec = self.workspace.manual_spec(
+                kind,
+                action.commit,
+                previous,
+                boot=boot,
+                seq=self.state.next_seq(),
+                lease=lease.value if lease else "",
+            )
+            job = self.state.enqueue(
+                spec,
+                job_id=manual_job_id(self.state.keys, kind, action.commit),
+                description=f"{spec.description()} (hotreload run)",
+            )
+        except BaseException:
+            self.replicas.drop()
+            raise
+        self.replicas.hand_over(job)
+        say(f"[INFO] {kind.value} of commit {action.commit[:7]} queued by hotreload run as {job.id}")
+        self.state.answer(reply, job.id)
+        return True
 
     def start_app(self, action: planner.StartApp) -> None:
         """End of boot: the app supervisor may start the app on the live commit."""

@@ -1,11 +1,13 @@
 """``hotreload run pre|post``: run a configured job now, exactly as the container would.
 
-The job is built by the poller's own code (``Workspace.spec``: same folder, command, timeout,
-``DEPLOY_*`` variables) and enqueued on this instance's queue, so the instance's worker
-runs it: with the container's environment, after any job already running (one job at a
-time), under the kind's policy (strict for PRE_DEPLOY: a failure is recorded and
-FAILED_DEPLOY runs; lenient for POST_DEPLOY). The command follows the run and prints its
-output, then exits with the job's exit code::
+The command asks the poller of this instance (``run <kind> <token>`` on its command bus);
+its planner takes the request after any job already queued or running (one job at a
+time) and never beside a replica's PRE_DEPLOY, and its deployer builds the job with the
+deploy's own code (same folder, command, timeout, ``DEPLOY_*`` variables, lease) and
+answers with the job id. The instance's worker runs it with the container's environment
+under the kind's policy (strict for PRE_DEPLOY: a failure is recorded and FAILED_DEPLOY
+runs; lenient for POST_DEPLOY). The command follows the run and prints its output, then
+exits with the job's exit code::
 
     code = run_now(settings, redis, JobKind.PRE)    # 0 when it succeeded
 
@@ -17,6 +19,7 @@ commit; a run asked for by hand is never deduplicated and its description ends i
 from __future__ import annotations
 
 import dataclasses
+import secrets
 import sys
 import time
 from typing import Any, TextIO
@@ -26,17 +29,13 @@ from rq.job import Job, JobStatus
 
 from producer.settings import Settings
 from producer.tool_error import ToolError
-from workers.commit_tracker import CommitTracker
-from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
+from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.deploy_state import DeployState
-from workers.job import workspace_head
 
 FOLLOW_INTERVAL = 0.2
+#: How long an idle poller may take to answer a run request before the CLI gives up.
+ANSWER_TIMEOUT = 15.0
 ENDED = (JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED)
-
-
-def manual_job_id(keys: DeployKeys, kind: JobKind, commit: str) -> str:
-    return f"{keys.deployment}-{keys.instance}-{commit[:12]}-{kind.slug}-manual{time.time_ns() // 1_000_000}"
 
 
 def _listening(connection: Any, keys: DeployKeys, kind: JobKind) -> bool:
@@ -98,63 +97,51 @@ def _follow_up(connection: Any, keys: DeployKeys, kind: JobKind, pre: JobSpec) -
     return None
 
 
-def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sys.stdout) -> int:
-    """Enqueue ``kind`` for the current commit on this instance, follow it; returns an exit code."""
-    from producer.replicas import Replicas
-    from producer.workspace import Workspace  # GitPython is heavy: only this command needs it
+def _ask_the_poller(connection: Any, keys: DeployKeys, kind: JobKind, out: TextIO) -> Job:
+    """Ask the poller's planner for the run (after any job of the instance); the job it queued."""
+    token = secrets.token_hex(6)
+    reply = keys.reply(token)
+    wake_poller(connection, keys, f"run {kind.value} {token}")
+    waited_since = time.monotonic()
+    announced = False
+    while True:
+        answer = connection.blpop([reply], timeout=1)
+        if answer is not None:
+            text = _text(answer[1])
+            if text.startswith("error: "):
+                raise ToolError(text.removeprefix("error: "))
+            return Job.fetch(text, connection=connection)
+        busy = DeployState(connection, keys).busy()
+        if busy is None and time.monotonic() - waited_since > ANSWER_TIMEOUT:
+            raise ToolError(
+                f"the poller of instance {keys.instance!r} did not take the request within "
+                f"{ANSWER_TIMEOUT:g}s (is it running? hotreload status); nothing was run"
+            )
+        if busy is not None and not announced:
+            print(
+                f"[INFO] Waiting: {busy[0].value} of commit {busy[1][:7]} runs first (one job at a time)",
+                file=out,
+                flush=True,
+            )
+            announced = True
+        if busy is not None:
+            waited_since = time.monotonic()
 
+
+def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sys.stdout) -> int:
+    """Ask the planner of this instance to run ``kind`` now, follow the job; returns an exit code."""
     keys = settings.keys
-    job_config = settings.job(kind)
-    if not job_config.enabled:
+    if not settings.job(kind).enabled:
         raise ToolError(f"{kind.value}_COMMAND is not set: there is no {kind.value} job to run")
     if not _listening(connection, keys, kind):
         raise ToolError(
             f"no worker is running for instance {keys.instance!r} (is the stack up? honcho start); nothing was run"
         )
-    tracker = CommitTracker(connection, keys)
-    processed = tracker.processed()
-    commit = workspace_head(str(settings.WORKSPACE_PATH)) if kind is JobKind.PRE else processed
-    if not commit:
-        raise ToolError(
-            f"no commit to run {kind.value} for yet: "
-            + ("no clone in WORKSPACE_PATH" if kind is JobKind.PRE else "no commit has been deployed")
-        )
-    last = tracker.last_run(kind) or {}
-    previous = (last.get("previous") or None) if last.get("commit") == commit else processed
-    if previous == commit:
-        previous = None
-
-    state = DeployState(connection, keys)
-    workspace = Workspace(settings)
-    branch = connection.hget(keys.status, "branch")
-    workspace.app.branch = _text(branch) if branch else settings.GITHUB_BRANCH
-    replicas = Replicas(connection, keys, state.tracker)
-    boot = int(connection.get(keys.boots) or 0)
-    lease = ""
-    if kind is JobKind.PRE:
-        # Like the poller: a PRE_DEPLOY runs under the deployment's lease, never beside a replica's.
-        claimed = replicas.claim(commit, replicas.record(commit))
-        if claimed is None:
-            raise ToolError(
-                "another instance of this deployment is running a PRE_DEPLOY now (it holds the lease); "
-                "try again when it is done"
-            )
-        lease = claimed.value
     try:
-        spec = workspace.spec(kind, commit, previous, 1, boot=boot, seq=state.next_seq(), lease=lease)
-        if spec is None:  # pragma: no cover - enabled was checked above
-            raise ToolError(f"{kind.value}_COMMAND is not set")
-        # Asked for by hand: run it even if this commit's POST_DEPLOY ran already (POST_DEPLOY_SCOPE=once).
-        spec = dataclasses.replace(spec, once=False)
-        if kind is JobKind.PRE:
-            failed = workspace.spec(JobKind.FAILED, commit, previous, 1, boot=boot, seq=spec.seq)
-            spec = dataclasses.replace(spec, failed=failed.to_dict() if failed else None)
-        description = f"{spec.description()} (hotreload run)"
-        job = state.enqueue(spec, job_id=manual_job_id(keys, kind, commit), description=description)
-        if lease:
-            replicas.hand_over(job)  # its work horse renews the lease from its start
+        job = _ask_the_poller(connection, keys, kind, out)
+        spec = JobSpec.from_dict(job.args[0])
         print(
-            f"[INFO] {description} queued as {job.id} [in {spec.cwd}, timeout {spec.timeout}s]",
+            f"[INFO] {job.description} queued as {job.id} [in {spec.cwd}, timeout {spec.timeout}s]",
             file=out,
             flush=True,
         )
@@ -172,6 +159,4 @@ def run_now(settings: Settings, connection: Any, kind: JobKind, out: TextIO = sy
             flush=True,
         )
         return 130
-    finally:
-        replicas.drop()  # stop renewing; a lease the job took over is the job's to release
     return code

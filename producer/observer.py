@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 
-from producer.planner import Busy, Failure, Observed, Pin, Replica
+from producer.planner import Busy, Failure, Observed, Pin, Replica, RunRequest
 from producer.replicas import Replicas
 from producer.settings import Settings
 from producer.source import Source
@@ -36,6 +36,7 @@ class Observer:
         # The commit whose PRE_DEPLOY this boot saw run (here, or on a replica it waited for).
         self.boot_tried: str | None = None
         self.control: dict[str, str] = {}  # the deployment's steering as last read
+        self.run_request: RunRequest | None = None  # set by the poller from its command bus
 
     def observe(self, booting: bool, look: bool) -> Observed:
         head = self.source.look() if look else self.source.head
@@ -89,6 +90,7 @@ class Observer:
             paused=control.get("paused") == "1",
             pin=pin,
             boot_tried=self.boot_tried,
+            run_request=self.run_request,
             interval=float(self.settings.GITHUB_SYNC_INTERVAL),
             backoff_max=float(self.settings.RETRY_BACKOFF_MAX),
         )

@@ -9,7 +9,8 @@ of a table of cases (tests/unit/test_planner.py)::
         case Deploy(commit=c, attempt=n): ...   # check out c, enqueue its PRE_DEPLOY (attempt n)
         case Wait(until=t): ...                 # nothing before t (back-off, a replica's run)
 
-The rules, in order: a job of this instance is queued or running -> wait for it; the
+The rules, in order: a job of this instance is queued or running -> wait for it; a job asked
+for by ``hotreload run`` -> run it (a PRE_DEPLOY not beside a replica's); the
 target (the pinned commit, else the branch head) is live -> nothing (at boot: start the
 app); paused -> nothing; a replica's PRE_DEPLOY of the target succeeded -> follow it;
 its PRE_DEPLOY failed -> retry after the back-off (at boot: at once, once; a second failure
@@ -64,6 +65,14 @@ class Pin:
 
 
 @dataclass(frozen=True)
+class RunRequest:
+    """``hotreload run pre|post`` asked this instance to run one configured job now."""
+
+    kind: str  # PRE_DEPLOY or POST_DEPLOY
+    token: str
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything the decision depends on, read by the poller at the start of a cycle."""
 
@@ -80,6 +89,7 @@ class Observed:
     paused: bool = False
     pin: Pin | None = None
     boot_tried: str | None = None  # the commit whose PRE_DEPLOY this boot ran already
+    run_request: RunRequest | None = None
     interval: float = 30.0
     backoff_max: float = 600.0
 
@@ -127,6 +137,15 @@ class Wait:
 
 
 @dataclass(frozen=True)
+class RunJob:
+    """``hotreload run``: the job of ``kind`` now, for ``commit`` (PRE: the checkout; POST: the live one)."""
+
+    kind: str
+    commit: str
+    token: str
+
+
+@dataclass(frozen=True)
 class BootFailed:
     """First boot, no good commit known, and the target's PRE_DEPLOY failed: the container exits 1."""
 
@@ -134,7 +153,7 @@ class BootFailed:
     reason: str
 
 
-Action = Deploy | Follow | Restore | StartApp | Wait | BootFailed
+Action = Deploy | Follow | Restore | StartApp | Wait | BootFailed | RunJob
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -169,6 +188,8 @@ def plan(seen: Observed) -> Action:
     target = seen.pin.commit if seen.pin else seen.head
     if seen.busy is not None:
         return Wait(f"{seen.busy.kind} of commit {_short(seen.busy.commit)} is queued or running")
+    if seen.run_request is not None and not seen.booting:
+        return _run(seen, seen.run_request)
     if target is None:
         # The remote has not answered yet: keep what is live (at boot: start it).
         if seen.booting and seen.processed:
@@ -214,6 +235,20 @@ def plan(seen: Observed) -> Action:
         )
     why = "pinned" if seen.pin else "new commit" if failure is None else "retry"
     return Deploy(target, attempt, why, rollback=rollback)
+
+
+def _run(seen: Observed, request: RunRequest) -> Action:
+    """A job asked for by hand: after the running one, and a PRE_DEPLOY never beside a replica's."""
+    if request.kind == "PRE_DEPLOY":
+        if seen.pre_configured and seen.lease_holder is not None:
+            return Wait(
+                f"instance {seen.lease_holder} is running a PRE_DEPLOY of this deployment",
+                seen.now + REPLICA_RECHECK,
+            )
+        commit = seen.workspace
+    else:
+        commit = seen.processed
+    return RunJob(request.kind, commit or "", request.token)
 
 
 def _start(seen: Observed, reason: str) -> Action:

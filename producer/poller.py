@@ -84,7 +84,9 @@ class Poller:
             action = planner.plan(seen)
             say(f"[DEBUG] plan: {action}")
             done = self.act(action, seen)
-            if done is not None or isinstance(action, planner.Wait | planner.Deploy | planner.Follow):
+            if done is not None or isinstance(
+                action, planner.Wait | planner.Deploy | planner.Follow | planner.RunJob
+            ):
                 return done
         return None
 
@@ -101,6 +103,9 @@ class Poller:
             case planner.StartApp():
                 self.deployer.start_app(action)
                 self.booting = False
+            case planner.RunJob():
+                if self.deployer.run_job(action, seen, self.boot_number):
+                    self.observer.run_request = None
             case planner.Wait():
                 self.wake_at = action.until
                 self.report.waiting(action, seen, self.booting)
@@ -136,6 +141,11 @@ class Poller:
         """Act on commands; True when one asks for a look at the remote now."""
         if "gate" in commands and not self.booting:
             self.state.open_gate(self.state.tracker.processed() or "")
+        for command in commands:
+            verb, _, rest = command.partition(" ")
+            if verb == "run" and len(rest.split(" ")) == 2:
+                kind, token = rest.split(" ")
+                self.observer.run_request = planner.RunRequest(kind, token)
         if "sync" in commands and self.state.release_cancel():
             say("[INFO] hotreload sync: the cancelled PRE_DEPLOY may run again")
         return "sync" in commands

@@ -113,6 +113,23 @@ class Workspace:
             extra_env=dict(extra_env or {}),
         )
 
+    def manual_spec(
+        self, kind: JobKind, commit: str, previous: str | None, *, boot: int, seq: int, lease: str
+    ) -> JobSpec:
+        """The job ``hotreload run`` asked for: as a deploy's, run even where POST_DEPLOY_SCOPE=once ran it.
+
+        A PRE_DEPLOY carries its FAILED_DEPLOY, queued by its failure as in a deploy.
+        """
+        spec = self.spec(kind, commit, previous, 1, boot=boot, seq=seq, lease=lease)
+        if spec is None:
+            raise GitSyncError(f"{kind.value}_COMMAND is not set")
+        failed = (
+            self.spec(JobKind.FAILED, commit, previous, 1, boot=boot, seq=seq)
+            if kind is JobKind.PRE
+            else None
+        )
+        return dataclasses.replace(spec, once=False, failed=failed.to_dict() if failed else None)
+
     def deploy_specs(
         self,
         commit: str,

@@ -17,6 +17,7 @@ environment from the worker process, so tokens never travel through Redis.
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -233,6 +234,10 @@ class DeployKeys:
         """Set once when a job's outcome is recorded: a second outcome of the same run is ignored."""
         return f"{self.instance_prefix}:outcome:{job_id}"
 
+    def reply(self, token: str) -> str:
+        """List on which the poller answers one ``hotreload run`` request: the job id, or ``error: ...``."""
+        return f"{self.instance_prefix}:reply:{token}"
+
     @property
     def control(self) -> str:
         """Hash of the deployment's steering (every replica): paused, pin, who asked and when."""
@@ -242,6 +247,11 @@ class DeployKeys:
     def steering_counts(self) -> str:
         """Hash: how often each steering command was given (for /metrics)."""
         return f"{self.prefix}:steering"
+
+
+def manual_job_id(keys: DeployKeys, kind: JobKind, commit: str) -> str:
+    """The RQ job id of a run asked for by hand (``hotreload run``): never the id of a deploy."""
+    return f"{keys.deployment}-{keys.instance}-{commit[:12]}-{kind.slug}-manual{time.time_ns() // 1_000_000}"
 
 
 def wake_poller(connection: Any, keys: DeployKeys, command: str = "wake") -> None:

@@ -61,17 +61,19 @@ class DeployState:
 
     # -- reads -------------------------------------------------------------------------
     def busy(self) -> tuple[JobKind, str] | None:
-        """The job of this instance that is queued or running (kind, commit), if any."""
+        """The job of this instance that is queued, being dequeued or running (kind, commit), if any."""
         for kind in (JobKind.PRE, JobKind.FAILED, JobKind.POST):
             queue = self.queues[kind]
             started = StartedJobRegistry(queue.name, connection=self.connection)
             with self.connection.pipeline(transaction=False) as pipe:
                 pipe.lrange(queue.key, 0, 0)
+                # A worker moves a job through this list between the queue and the started registry.
+                pipe.lrange(queue.intermediate_queue_key, 0, 0)
                 pipe.zrange(started.key, 0, 0)
-                queued, running = pipe.execute()
-            for job_id in [*running, *queued]:
-                commit = self.connection.hget(Job.key_for(_text(job_id)), "description")
-                return kind, (_text(commit).split(" ")[1] if commit else "")
+                queued, moving, running = pipe.execute()
+            for job_id in [*running, *moving, *queued]:
+                description = self.connection.hget(Job.key_for(_text(job_id)), "description")
+                return kind, (_text(description).split(" ")[1] if description else "")
         return None
 
     def purge_leftovers(self) -> int:
@@ -229,6 +231,13 @@ class DeployState:
             pipe.execute()
 
     # -- the poller's own facts ---------------------------------------------------------
+    def answer(self, reply: str, text: str) -> None:
+        """Answer a request waiting on ``reply`` (``hotreload run``); unread answers expire."""
+        with self.connection.pipeline() as pipe:
+            pipe.rpush(reply, text)
+            pipe.expire(reply, 120)
+            pipe.execute()
+
     def open_gate(self, commit: str) -> None:
         """The app supervisor may start the app on ``commit`` (end of boot, or asked again by the app)."""
         with self.connection.pipeline() as pipe:

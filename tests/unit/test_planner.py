@@ -16,6 +16,8 @@ from producer.planner import (
     Pin,
     Replica,
     Restore,
+    RunJob,
+    RunRequest,
     StartApp,
     Wait,
     backoff_delay,
@@ -166,6 +168,47 @@ CASES: list[tuple[str, Observed, object]] = [
         Deploy(C, 1, "new commit"),
     ),
     ("cancel released by sync: retried", seen(head=B, failure=failed(B, ago=9999)), Deploy(B, 2, "retry")),
+    # -- hotreload run ---------------------------------------------------------------------------
+    (
+        "run pre: the checked-out commit",
+        seen(run_request=RunRequest("PRE_DEPLOY", "t1")),
+        RunJob("PRE_DEPLOY", A, "t1"),
+    ),
+    (
+        "run post: the live commit",
+        seen(workspace=B, run_request=RunRequest("POST_DEPLOY", "t2")),
+        RunJob("POST_DEPLOY", A, "t2"),
+    ),
+    (
+        "run waits for the running job",
+        seen(busy=Busy("POST_DEPLOY", A), run_request=RunRequest("PRE_DEPLOY", "t")),
+        Wait,
+    ),
+    (
+        "run pre waits for a replica's PRE_DEPLOY",
+        seen(lease_holder="web-2", run_request=RunRequest("PRE_DEPLOY", "t")),
+        Wait,
+    ),
+    (
+        "run post does not need the lease",
+        seen(lease_holder="web-2", run_request=RunRequest("POST_DEPLOY", "t")),
+        RunJob("POST_DEPLOY", A, "t"),
+    ),
+    (
+        "run before anything was deployed",
+        seen(processed=None, run_request=RunRequest("POST_DEPLOY", "t")),
+        RunJob("POST_DEPLOY", "", "t"),
+    ),
+    (
+        "run comes before a new commit",
+        seen(head=B, run_request=RunRequest("PRE_DEPLOY", "t")),
+        RunJob("PRE_DEPLOY", A, "t"),
+    ),
+    (
+        "run waits for the boot",
+        seen(BOOT, head=B, run_request=RunRequest("PRE_DEPLOY", "t")),
+        Deploy(B, 1, "new commit"),
+    ),
 ]
 
 
