@@ -7,7 +7,7 @@ template's figure) and writes the figures as JSON::
     python -m bench                  # full run, several minutes
     python -m bench --quick          # a tiny version in seconds (the CI smoke test)
     python -m bench --json out.json  # JSON here instead of bench/results/<timestamp>.json
-    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot
+    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot, steer
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import boot, idle, job_overhead, latency
+from bench import boot, idle, job_overhead, latency, steering
 from bench.deploys import launch
 from bench.report import Figure, describe, machine, markdown_table, write_json
 from bench.stack import ROOT, BenchError, GitRemote, RedisServer, Workdir
 
-GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot")
+GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot", "steer")
 
 
 @dataclass(frozen=True)
@@ -39,10 +39,11 @@ class Plan:
     idle_seconds: float
     overhead: int
     boots: int
+    steering: int = 5
 
 
 FULL = Plan(interval_1=20, interval_5=10, webhook=20, bursts=3, idle_seconds=60, overhead=30, boots=5)
-QUICK = Plan(interval_1=3, interval_5=1, webhook=2, bursts=1, idle_seconds=3, overhead=5, boots=1)
+QUICK = Plan(interval_1=3, interval_5=1, webhook=2, bursts=1, idle_seconds=3, overhead=5, boots=1, steering=1)
 
 
 def median_at_most(limit: float) -> Callable[[Figure], bool]:
@@ -272,6 +273,22 @@ def run(plan: Plan, groups: set[str], root: Path) -> tuple[list[Figure], list[di
                 Figure("boot_total", "Boot: honcho start to the app's first line", "s", bt.total),
                 Figure("boot_clone", "Boot: the clone alone (git clone, run directly)", "s", bt.clone),
                 Figure("boot_job", "Boot: the PRE_DEPLOY `true` alone (runner's duration)", "s", bt.job),
+            ]
+        if "steer" in groups:
+            st = steering.measure_steering(root, remote, server, plan.steering)
+            figures += [
+                Figure(
+                    "resume_to_pre_start",
+                    "`hotreload resume` to the waiting head's PRE_DEPLOY start (CLI start-up included)",
+                    "s",
+                    st.resume_to_pre,
+                ),
+                Figure(
+                    "cancel_to_tree_gone",
+                    "`hotreload cancel` to the running job's process tree gone (CLI start-up included)",
+                    "s",
+                    st.cancel_to_gone,
+                ),
             ]
     finally:
         server.stop()
