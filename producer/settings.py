@@ -51,6 +51,7 @@ from producer.job_config import JOB_URL_FIELDS, JobConfig, JobSettings, job_pres
 from producer.redis_url import mask_redis_url, redis_password
 from producer.service_settings import ServiceSettings, pairing_problems
 from producer.source_settings import SourceSettings
+from producer.status_settings import StatusSettings, status_problems
 from producer.url_parts import MASK, UrlProblem
 from workers.contract import DeployKeys
 
@@ -65,7 +66,7 @@ NO_ECHO = frozenset({*SECRET_FIELDS, "REDIS_URL", *URL_FIELDS})
 _EXPLICIT_ONLY: ContextVar[bool] = ContextVar("hotreload_settings_explicit_only", default=False)
 
 
-class Settings(ServiceSettings, JobSettings, SourceSettings, BaseSettings):
+class Settings(ServiceSettings, StatusSettings, JobSettings, SourceSettings, BaseSettings):
     """Every setting of hotreload; field name = environment variable name (case-sensitive).
 
     Build it with :func:`load_settings`, which turns validation errors into a
@@ -113,6 +114,7 @@ class Settings(ServiceSettings, JobSettings, SourceSettings, BaseSettings):
             *job_presence_problems(values),
             *pairing_problems(values),
             *_token_problems(values, tokens),
+            *status_problems(values, tokens),
         ]
         try:
             model: Settings = handler(values)
