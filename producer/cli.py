@@ -55,7 +55,9 @@ def redis_label(url: str) -> str:
 def wait_for_redis(settings: Settings) -> None:
     import redis
 
-    connection = redis.Redis.from_url(settings.redis_url_effective)
+    from workers.redis_connection import connect
+
+    connection = connect(settings.redis_url_effective)
     delay, announced = 0.1, False
     while True:
         try:
@@ -109,16 +111,13 @@ def cmd_poller(args: argparse.Namespace) -> int:
 
 def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any]) -> Any:
     """/status, /metrics and (with GITHUB_WEBHOOK_SECRET) /webhook/github; Redis is reached lazily."""
-    import redis
-
     from producer.metrics import Metrics
     from producer.status import deploy_status
     from producer.webhook import GitHubWebhook
     from workers.contract import wake_poller
+    from workers.redis_connection import connect
 
-    connection = redis.Redis.from_url(
-        settings.redis_url_effective, socket_connect_timeout=2, socket_timeout=5
-    )
+    connection = connect(settings.redis_url_effective)
     keys, secrets = settings.keys, settings.secret_values()
     metrics = Metrics(connection, keys)
     webhook = None

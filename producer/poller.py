@@ -32,6 +32,7 @@ from producer.stop_signal import Stop, raise_stop_on_signals
 from workers.commit_tracker import CommitTracker
 from workers.contract import JobKind, JobSpec
 from workers.lease import LEASE_TTL, Lease
+from workers.redis_connection import blpop, connect
 from workers.redis_outage import Outage
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ class Poller:
         # The PRE_DEPLOY this poller enqueued last: if it fails, FAILED_DEPLOY runs once for it.
         self.pending_pre: Job | None = None
         self.keys = settings.keys
-        self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
+        self.connection = connection or connect(settings.redis_url_effective)
         self.tracker = CommitTracker(self.connection, self.keys)
         self.queue = DeployQueue(self.connection, self.keys)
         self.replicas = Replicas(self.connection, self.keys, self.tracker)
@@ -515,7 +516,7 @@ class Poller:
         # drifted to about interval + 0.05 s. Block until a tick before the deadline, then sleep
         # the rest here (a command arriving meanwhile is read by the next wait, at once).
         early = REDIS_TICK if remaining > 2 * REDIS_TICK else 0.0
-        item = self.connection.blpop([self.keys.commands], timeout=max(0.01, remaining - early))
+        item = blpop(self.connection, [self.keys.commands], timeout=max(0.01, remaining - early))
         if item is None:
             if early:
                 time.sleep(max(0.0, until - time.monotonic()))

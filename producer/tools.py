@@ -20,6 +20,7 @@ import redis
 
 from producer.settings import Settings
 from workers.contract import JobKind, wake_poller
+from workers.redis_connection import connect as redis_client
 
 EXIT_FAILED = 1
 
@@ -32,9 +33,7 @@ def connect(settings: Settings) -> redis.Redis:
     """A Redis connection that answered a PING, or ToolError naming where Redis was looked for."""
     from producer.cli import redis_label
 
-    connection = redis.Redis.from_url(
-        settings.redis_url_effective, socket_connect_timeout=3, socket_timeout=10
-    )
+    connection = redis_client(settings.redis_url_effective)
     try:
         connection.ping()
     except redis.RedisError as exc:

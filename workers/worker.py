@@ -39,6 +39,7 @@ from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.policies import policy_for
 from workers.process_tree import find_run_processes, kill_run
+from workers.redis_connection import MAX_BLOCK, SOCKET_TIMEOUT, connect
 from workers.redis_outage import MAX_WAIT, REDIS_DOWN, Outage, QuietConnectionErrors, until_redis_answers
 
 log = logging.getLogger("hotreload.worker")
@@ -49,6 +50,16 @@ class DeployWorker(Worker):
 
     # After an outage, look for Redis again every few seconds rather than up to a minute later.
     max_connection_wait_time = MAX_WAIT
+
+    # RQ blocks up to its worker TTL in BLPOP and raises the socket timeout above that (to
+    # minutes), so a half-open connection would hang the worker: keep both short instead.
+    @property
+    def dequeue_timeout(self) -> int:
+        return MAX_BLOCK
+
+    @property
+    def connection_timeout(self) -> int:
+        return SOCKET_TIMEOUT
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -271,7 +282,7 @@ def run_worker(
 ) -> None:
     """Entry point of the ``worker`` process of the Procfile."""
     job_module.configure(secrets, max_output_lines, kill_grace)
-    connection = Redis.from_url(redis_url)
+    connection = connect(redis_url)
     queues = [Queue(name, connection=connection) for name in keys.queues()]
     recover_orphans(connection, keys)
     worker = DeployWorker(
