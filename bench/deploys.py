@@ -16,8 +16,6 @@ import re
 import time
 from pathlib import Path
 
-import redis
-
 from bench.stack import (
     BENCH_IDS,
     DEPLOYMENT_ID,
@@ -31,6 +29,7 @@ from bench.stack import (
 from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind
 from workers.deploy_state import DeployState
+from workers.redis_connection import connect
 
 KEYS = DeployKeys(DEPLOYMENT_ID, INSTANCE_ID)
 PRE_COMMAND = 'echo "$(date +%s.%N) $DEPLOY_COMMIT_SHA" >> "$BENCH_MARKS"'
@@ -46,7 +45,7 @@ class Deploys:
         self.marks = marks
         self.server = server
         self.keys = keys
-        self.connection = redis.Redis.from_url(server.url)
+        self.connection = connect(server.url)
         self.tracker = CommitTracker(self.connection, keys)
         self.queue = DeployState(self.connection, keys)
 

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis
 from rq.job import Job
 
 from bench.stack import VENV_BIN, BenchError, GitRemote, RedisServer, run_git, stack_env, wait_until
 from workers.contract import DeployKeys, JobKind, JobSpec
 from workers.deploy_state import DeployState
+from workers.redis_connection import blpop, connect
 
 KEYS = DeployKeys("bench-overhead", "bench")
 
@@ -56,7 +56,7 @@ def measure_job_overhead(root: Path, remote: GitRemote, server: RedisServer, tri
         worker = subprocess.Popen(
             [str(VENV_BIN / "hotreload"), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
         )
-    connection = redis.Redis.from_url(server.url)
+    connection = connect(server.url)
     queue = DeployState(connection, KEYS)
     timing = JobTiming()
     parts: dict[str, list[float]] = {"queued": [], "in_work_horse": [], "command": [], "after_horse": []}
@@ -81,7 +81,7 @@ def measure_job_overhead(root: Path, remote: GitRemote, server: RedisServer, tri
             start = time.perf_counter()
             job = queue.enqueue(spec)
             # The worker's wake-up comes after the outcome, the policy and RQ's bookkeeping.
-            woke = connection.blpop([KEYS.commands], timeout=30)
+            woke = blpop(connection, [KEYS.commands], timeout=30)
             elapsed = time.perf_counter() - start
             if job is None or woke is None:
                 raise BenchError(f"job {attempt} did not run:\n{log_path.read_text()[-2000:]}")

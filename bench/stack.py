@@ -35,6 +35,8 @@ from typing import Any
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
+from workers.redis_connection import connect
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 #: Every stack of the benchmark uses these, so the bench knows its Redis keys (DeployKeys).
@@ -117,7 +119,7 @@ class RedisServer:
         return self
 
     def client(self) -> redis.Redis:
-        return redis.Redis.from_url(self.url, decode_responses=True)
+        return connect(self.url, decode_responses=True)
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

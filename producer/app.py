@@ -25,6 +25,7 @@ from producer.settings import Settings
 from producer.stop_signal import Stop, raise_stop_on_signals
 from workers.contract import wake_poller
 from workers.process_tree import kill_run
+from workers.redis_connection import blpop, connect
 
 APP_RUN_ID = "app"
 #: The app's exit wakes the loop at once (``_watch``); this is only the fallback wait. Waking
@@ -42,7 +43,7 @@ class AppSupervisor:
     def __init__(self, settings: Settings, connection: redis.Redis | None = None):
         self.settings = settings
         self.keys = settings.keys
-        self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
+        self.connection = connection or connect(settings.redis_url_effective)
         self.command = settings.DEV_START_COMMAND
         self.process: subprocess.Popen[bytes] | None = None
         # Unique per supervisor process: stopping this app must never stop the app of another
@@ -118,7 +119,7 @@ class AppSupervisor:
                     self.connection.delete(self.keys.app_events)
                     wake_poller(self.connection, self.keys, "gate")
                     asked = True
-                item = self.connection.blpop([self.keys.app_events], timeout=EVENT_WAIT)
+                item = blpop(self.connection, [self.keys.app_events], timeout=EVENT_WAIT)
                 self.check_exit()
                 if item is not None and self.command:
                     self.handle(item[1].decode() if isinstance(item[1], bytes) else str(item[1]))

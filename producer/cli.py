@@ -49,7 +49,9 @@ def load() -> Settings:
 def wait_for_redis(settings: Settings) -> None:
     import redis
 
-    connection = redis.Redis.from_url(settings.redis_url_effective)
+    from workers.redis_connection import connect
+
+    connection = connect(settings.redis_url_effective)
     delay, announced = 0.1, False
     while True:
         try:
@@ -102,16 +104,13 @@ def cmd_poller(args: argparse.Namespace) -> int:
 
 def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any]) -> Any:
     """/status, /metrics and (with WEBHOOK_SECRET) /webhook/<host> for each host; Redis is reached lazily."""
-    import redis
-
     from producer.metrics import Metrics
     from producer.status import deploy_status
     from producer.webhook import HOSTS, PushWebhook
     from workers.contract import wake_poller
+    from workers.redis_connection import connect
 
-    connection = redis.Redis.from_url(
-        settings.redis_url_effective, socket_connect_timeout=2, socket_timeout=5
-    )
+    connection = connect(settings.redis_url_effective)
     keys, secrets = settings.keys, settings.secret_values()
     metrics = Metrics(connection, keys)
     secret = settings.webhook_secret

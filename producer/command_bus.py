@@ -18,11 +18,10 @@ import time
 from typing import Any
 
 from workers.contract import DeployKeys
+from workers.redis_connection import MAX_BLOCK  # below the connections' socket timeout
 
 #: Period of Redis's cron (default hz 10), which is when it ends blocked commands' timeouts.
 REDIS_TICK = 0.1
-#: Longest single BLPOP: below every socket timeout the stack's connections use.
-MAX_BLOCK = 2.0
 
 
 def _text(value: Any) -> str:

@@ -30,6 +30,7 @@ from producer.stop_signal import Stop, raise_stop_on_signals
 from producer.workspace import Workspace
 from workers.console import say
 from workers.deploy_state import DeployState
+from workers.redis_connection import connect
 from workers.redis_outage import Outage
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ class Poller:
     ):
         self.settings = settings
         self.keys = settings.keys
-        self.connection = connection or redis.Redis.from_url(settings.redis_url_effective)
+        self.connection = connection or connect(settings.redis_url_effective)
         self.state = DeployState(self.connection, self.keys)
         self.replicas = Replicas(self.connection, self.keys, self.state.tracker)
         self.workspace = Workspace(settings)

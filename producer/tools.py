@@ -24,15 +24,14 @@ from producer.steering import STEERING
 from producer.steering import add_arguments as add_steering_arguments
 from producer.tool_error import ToolError
 from workers.contract import JobKind, wake_poller
+from workers.redis_connection import connect as redis_client
 
 EXIT_FAILED = 1
 
 
 def connect(settings: Settings) -> redis.Redis:
     """A Redis connection that answered a PING, or ToolError naming where Redis was looked for."""
-    connection = redis.Redis.from_url(
-        settings.redis_url_effective, socket_connect_timeout=3, socket_timeout=10
-    )
+    connection = redis_client(settings.redis_url_effective)
     try:
         connection.ping()
     except redis.RedisError as exc:

@@ -32,6 +32,9 @@ from workers.runner import install_interrupt_handler, run_shell
 SECRETS: list[str] = []
 MAX_OUTPUT_LINES = 1000
 KILL_GRACE = 3.0
+#: The worker's process group, which the relay of a job's background output joins: a stop
+#: signal to the worker (honcho's) reaches it too, and so does honcho's SIGKILL if the worker hangs.
+RELAY_GROUP: int | None = None
 META_SAVE_INTERVAL = 0.5
 PR_SET_PDEATHSIG = 1
 
@@ -42,10 +45,11 @@ class JobFailed(Exception):
 
 def configure(secrets: list[str], max_output_lines: int, kill_grace: float) -> None:
     """Called once by the worker process before it forks work horses."""
-    global MAX_OUTPUT_LINES, KILL_GRACE
+    global MAX_OUTPUT_LINES, KILL_GRACE, RELAY_GROUP
     SECRETS[:] = [s for s in secrets if s]
     MAX_OUTPUT_LINES = max_output_lines
     KILL_GRACE = kill_grace
+    RELAY_GROUP = os.getpgrp()
 
 
 def _die_with_parent() -> None:
@@ -231,6 +235,7 @@ def _execute(spec: JobSpec, job: Any, keep_line: Any) -> tuple[Outcome, int | No
             on_line=keep_line,
             grace=KILL_GRACE,
             max_lines=MAX_OUTPUT_LINES,
+            relay_group=RELAY_GROUP,
         )
         result_outcome, exit_code, output, duration = (
             result.outcome,

@@ -12,6 +12,7 @@ a child can ``setsid`` or double-fork away from it. So every job process also ge
     ...
     find_run_processes(run_id, pgid=proc.pid)  # -> [4242, 4250, ...]
     kill_run(run_id, pgid=proc.pid, grace=3.0)  # SIGTERM, then SIGKILL after 3 s
+    kill_run({run_a, run_b})  # several runs at once (a worker's leftovers when it stops)
 
 Limits: a process that re-executes itself with a cleaned environment (``env -i``)
 and also leaves the process group cannot be found; Linux only (reads ``/proc``).
@@ -23,6 +24,7 @@ import contextlib
 import os
 import signal
 import time
+from collections.abc import Collection
 from typing import NamedTuple
 
 MARKER_VAR = "HOTRELOAD_RUN_ID"
@@ -64,18 +66,23 @@ def _self_and_ancestors() -> set[int]:
     return pids
 
 
-def _has_marker(pid: int, entry: bytes) -> bool:
+#: One run id, or several.
+RunIds = str | Collection[str]
+
+
+def _has_marker(pid: int, entries: set[bytes]) -> bool:
     with open(f"/proc/{pid}/environ", "rb") as f:
-        return entry in f.read().split(b"\0")
+        return not entries.isdisjoint(f.read().split(b"\0"))
 
 
-def find_run_processes(run_id: str, pgid: int | None = None) -> list[int]:
+def find_run_processes(run_id: RunIds, pgid: int | None = None) -> list[int]:
     """Live (non-zombie) pids carrying ``HOTRELOAD_RUN_ID=<run_id>`` or in process group ``pgid``.
 
     The calling process and its ancestors are never returned. Processes that exit
     while the scan runs, or that we may not inspect, are skipped.
     """
-    entry = f"{MARKER_VAR}={run_id}".encode()
+    ids = [run_id] if isinstance(run_id, str) else run_id
+    entries = {f"{MARKER_VAR}={one}".encode() for one in ids}
     excluded = _self_and_ancestors()
     found: list[int] = []
     for name in os.listdir("/proc"):
@@ -88,14 +95,14 @@ def find_run_processes(run_id: str, pgid: int | None = None) -> list[int]:
             stat = _stat(pid)
             if stat.state in ("Z", "X"):
                 continue
-            if (pgid is not None and stat.pgid == pgid) or _has_marker(pid, entry):
+            if (pgid is not None and stat.pgid == pgid) or _has_marker(pid, entries):
                 found.append(pid)
         except _GONE:
             continue
     return found
 
 
-def _signal_all(run_id: str, pgid: int | None, sig: signal.Signals, signalled: set[int]) -> list[int]:
+def _signal_all(run_id: RunIds, pgid: int | None, sig: signal.Signals, signalled: set[int]) -> list[int]:
     """Send ``sig`` to the group and to every process found; return the pids found."""
     if pgid is not None:
         with contextlib.suppress(*_GONE):
@@ -111,7 +118,7 @@ def _signal_all(run_id: str, pgid: int | None, sig: signal.Signals, signalled: s
 
 
 def _wait_gone(
-    run_id: str, pgid: int | None, timeout: float, sig: signal.Signals, signalled: set[int]
+    run_id: RunIds, pgid: int | None, timeout: float, sig: signal.Signals, signalled: set[int]
 ) -> bool:
     """Wait until no process of the run is left; processes that appear meanwhile get ``sig`` too.
 
@@ -136,7 +143,7 @@ def _wait_gone(
         time.sleep(min(_POLL, remaining))
 
 
-def kill_run(run_id: str, pgid: int | None = None, grace: float = 3.0) -> int:
+def kill_run(run_id: RunIds, pgid: int | None = None, grace: float = 3.0) -> int:
     """Terminate every process of the run: SIGTERM, up to ``grace`` seconds, then SIGKILL.
 
     New processes that appear meanwhile (a trap handler forking, a double fork in

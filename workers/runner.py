@@ -16,8 +16,10 @@ calling process is asked to stop::
         print("\\n".join(result.output[-20:]))
 
 When the shell exits by itself, processes it left in the background keep running (a
-POST_DEPLOY may start a worker); only the output pipe they hold is let go of, 0.5 s
-after the shell exited.
+POST_DEPLOY may start a worker). If they still hold the output pipe 0.5 s after the shell
+exited, its read end goes to a relay (``workers.output_relay``) that goes on printing
+their lines, prefixed and masked, until they end; they and the relay carry the run id,
+so ``kill_run`` ends them all.
 """
 
 from __future__ import annotations
@@ -39,12 +41,11 @@ from types import FrameType
 from typing import Any, TextIO
 
 from workers.contract import Outcome
+from workers.output_relay import LineSplitter, hand_over, mask, ordered_secrets, with_prefix
 from workers.process_tree import MARKER_VAR, kill_run
 
-#: How long output is still read after the shell exited, for background processes holding the pipe.
+#: How long output is still read after the shell exited, before background holders of the pipe go to a relay.
 DRAIN_AFTER_EXIT = 0.5
-#: A line longer than this many bytes is cut into pieces rather than buffered without end.
-MAX_LINE_BYTES = 65536
 
 
 class JobInterrupted(Exception):
@@ -99,17 +100,12 @@ class _Eof:
 _Event = str | _Exited | _Eof
 
 
-def _decode(raw: bytes) -> str:
-    line = raw.decode("utf-8", errors="replace")
-    return line[:-1] if line.endswith("\r") else line
-
-
 def _read_lines(fd: int, wake_fd: int, events: queue.Queue[_Event]) -> None:
     """Reader thread: put each output line on ``events`` until EOF or until ``wake_fd`` is readable."""
     poller = select.poll()
     poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
     poller.register(wake_fd, select.POLLIN)
-    buffer = bytearray()
+    splitter = LineSplitter()
     try:
         while True:
             ready = poller.poll()
@@ -118,15 +114,10 @@ def _read_lines(fd: int, wake_fd: int, events: queue.Queue[_Event]) -> None:
             data = os.read(fd, 65536)
             if not data:
                 break
-            buffer += data
-            while (end := buffer.find(b"\n")) >= 0:
-                events.put(_decode(bytes(buffer[:end])))
-                del buffer[: end + 1]
-            while len(buffer) > MAX_LINE_BYTES:
-                events.put(_decode(bytes(buffer[:MAX_LINE_BYTES])))
-                del buffer[:MAX_LINE_BYTES]
-        if buffer:
-            events.put(_decode(bytes(buffer)))
+            for line in splitter.feed(data):
+                events.put(line)
+        for line in splitter.rest():
+            events.put(line)
     finally:
         events.put(_Eof())
 
@@ -149,8 +140,7 @@ class _Output:
         stream: TextIO,
     ) -> None:
         self.prefix = prefix
-        # Longest first, so a secret containing another one is masked whole.
-        self.secrets = sorted({s for s in secrets if s}, key=len, reverse=True)
+        self.secrets = ordered_secrets(secrets)
         self.on_line = on_line
         self.max_lines = max_lines
         self.max_bytes = max_bytes
@@ -162,14 +152,11 @@ class _Output:
         self.eof = False
 
     def write(self, text: str) -> None:
-        # Scripts that follow the guide already print "[PRE-DEPLOY] ...": don't say it twice.
-        prefixed = not self.prefix or text.startswith(self.prefix)
-        self.stream.write(f"{text}\n" if prefixed else f"{self.prefix} {text}\n")
+        self.stream.write(f"{with_prefix(text, self.prefix)}\n")
         self.stream.flush()
 
     def line(self, raw: str) -> None:
-        for secret in self.secrets:
-            raw = raw.replace(secret, "***")
+        raw = mask(raw, self.secrets)
         self.write(raw)
         if self.on_line is not None:
             self.on_line(raw)
@@ -236,6 +223,7 @@ def run_shell(
     max_lines: int = 1000,
     max_bytes: int = 65536,
     stream: TextIO | None = None,
+    relay_group: int | None = None,
 ) -> RunResult:
     """Run ``command`` with ``bash -c`` and return how it ended; see the module docstring.
 
@@ -243,7 +231,9 @@ def run_shell(
     ``grace``) and return TIMED_OUT / INTERRUPTED. Any other exception raised while the
     job runs (``KeyboardInterrupt``, ``SystemExit``, an RQ job timeout, ``on_line``
     failing) kills the tree too and is re-raised. Failing to start the shell (``cwd``
-    missing) raises the ``OSError`` of ``subprocess.Popen``.
+    missing) raises the ``OSError`` of ``subprocess.Popen``. The relay of background
+    output writes to ``stream``'s file descriptor (stdout when it has none) and joins
+    process group ``relay_group`` (default: the caller's).
     """
     out = _Output(prefix, secrets, on_line, max_lines, max_bytes, stream or sys.stdout)
     events: queue.Queue[_Event] = queue.Queue()
@@ -284,12 +274,14 @@ def run_shell(
         out.pump(events, time.monotonic() + DRAIN_AFTER_EXIT, lambda: out.eof)
 
     outcome: Outcome | None = None
+    background = False
     try:
         reader.start()
         waiter.start()
         if out.pump(events, start + timeout, lambda: out.exit_code is not None):
             out.pump(events, time.monotonic() + DRAIN_AFTER_EXIT, lambda: out.eof)
             outcome = Outcome.SUCCEEDED if out.exit_code == 0 else Outcome.FAILED
+            background = not out.eof  # processes it left hold the pipe: relay their output
         else:
             out.write(f"ERROR: Job timed out after {timeout:g}s")
             kill_tree()
@@ -312,6 +304,12 @@ def run_shell(
             reader.join()
         if outcome is not None:
             out.drain(events)
+        if background:
+            # The job is over but processes it left write on: a relay prints their lines from now on.
+            problem = hand_over(
+                proc.stdout.fileno(), out.stream, run_id, out.prefix, out.secrets, relay_group
+            )
+            out.write(problem or "Background processes of the job keep running; their output follows")
         os.close(wake_r)
         os.close(wake_w)
         proc.stdout.close()

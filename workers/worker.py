@@ -15,7 +15,9 @@ a time" lock, and a lock that cannot go stale: there is nothing to release. On t
 - jobs left "started" by a worker that died are failed through their policy at start-up;
 - a Redis outage never ends the worker (honcho would stop the container): it is logged
   once, waited out with back-off, and a job it cut is recorded or failed through its
-  policy (so the poller runs it again) once Redis is back.
+  policy (so the poller runs it again) once Redis is back;
+- processes a job left running (a queue worker a POST_DEPLOY started) keep running after
+  it, and are ended, by their run id, when the worker stops.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from workers import job as job_module
 from workers.console import say
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
 from workers.policies import policy_for
-from workers.process_tree import kill_run
+from workers.process_tree import find_run_processes, kill_run
+from workers.redis_connection import MAX_BLOCK, SOCKET_TIMEOUT, connect
 from workers.redis_outage import MAX_WAIT, REDIS_DOWN, Outage, QuietConnectionErrors, until_redis_answers
 from workers.run_record import record_lost
 
@@ -49,9 +52,20 @@ class DeployWorker(Worker):
     # After an outage, look for Redis again every few seconds rather than up to a minute later.
     max_connection_wait_time = MAX_WAIT
 
+    # RQ blocks up to its worker TTL in BLPOP and raises the socket timeout above that (to
+    # minutes), so a half-open connection would hang the worker: keep both short instead.
+    @property
+    def dequeue_timeout(self) -> int:
+        return MAX_BLOCK
+
+    @property
+    def connection_timeout(self) -> int:
+        return SOCKET_TIMEOUT
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.outage = Outage("the worker")
+        self.leftover_runs: set[str] = set()  # runs whose processes outlived their job
         # RQ logs every reconnection attempt; we log the outage once.
         for old in [f for f in self.log.filters if isinstance(f, QuietConnectionErrors)]:
             self.log.removeFilter(old)
@@ -106,6 +120,21 @@ class DeployWorker(Worker):
             self.outage.down(exc)
 
     def execute_job(self, job: Job, queue: Queue) -> None:
+        try:
+            self._execute_job(job, queue)
+        finally:
+            # Remember the runs that left processes behind (pruning those whose processes ended).
+            runs = {*self.leftover_runs, job.id}
+            self.leftover_runs = {run for run in runs if find_run_processes(run)}
+
+    def end_leftovers(self) -> None:
+        """At stop: end every process that the jobs of this worker left running."""
+        if self.leftover_runs:
+            stopped = kill_run(self.leftover_runs, grace=job_module.KILL_GRACE)
+            print(f"[INFO] Stopped {stopped} background process(es) left by deploy jobs", flush=True)
+            self.leftover_runs = set()
+
+    def _execute_job(self, job: Job, queue: Queue) -> None:
         try:
             super().execute_job(job, queue)
         except REDIS_DOWN as exc:
@@ -229,11 +258,14 @@ def run_worker(
 ) -> None:
     """Entry point of the ``worker`` process of the Procfile."""
     job_module.configure(secrets, max_output_lines, kill_grace)
-    connection = Redis.from_url(redis_url)
+    connection = connect(redis_url)
     queues = [Queue(name, connection=connection) for name in keys.queues()]
     recover_orphans(connection, keys)
     worker = DeployWorker(
         queues, connection=connection, name=f"{keys.deployment}.{keys.instance}.{os.getpid()}"
     )
     say(f"[INFO] Worker {worker.name} listening on {', '.join(q.name for q in queues)}")
-    worker.work(logging_level=log_level, with_scheduler=False, max_idle_time=None)
+    try:
+        worker.work(logging_level=log_level, with_scheduler=False, max_idle_time=None)
+    finally:
+        worker.end_leftovers()

@@ -343,8 +343,8 @@ def test_background_child_holding_stdout_does_not_block(
     assert elapsed < 2.0
     # Left running on a normal exit (a POST_DEPLOY may start a background worker)...
     assert alive_with_args([sleeper]) == {sleeper}
-    # ...and still found and killed by its run id.
-    assert kill_run(run_id, grace=1) == 1
+    # ...and still found and killed by its run id, with the relay of the pipe it holds.
+    assert kill_run(run_id, grace=1) == 2
     assert wait_for(lambda: not alive_with_args([sleeper]), 2.0)
 
 
