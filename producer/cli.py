@@ -104,14 +104,14 @@ def cmd_poller(args: argparse.Namespace) -> int:
 
 def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any]) -> Any:
     """/status, /metrics and (with WEBHOOK_SECRET) /webhook/<host> for each host; Redis is reached lazily."""
+    from producer.failure_report import status_with_failure
     from producer.metrics import Metrics
-    from producer.status import deploy_status
     from producer.webhook import HOSTS, PushWebhook
     from workers.contract import wake_poller
     from workers.redis_connection import connect
 
     connection = connect(settings.redis_url_effective)
-    keys, secrets = settings.keys, settings.secret_values()
+    keys = settings.keys
     metrics = Metrics(connection, keys)
     secret = settings.webhook_secret
 
@@ -125,7 +125,9 @@ def attach_endpoints(server: Any, settings: Settings, poller: Callable[[], Any])
     webhooks = (
         {name: PushWebhook(host, secret, branch, wake) for name, host in HOSTS.items()} if secret else {}
     )
-    server.attach(status=lambda: deploy_status(connection, keys, secrets), metrics=metrics, webhooks=webhooks)
+    server.attach(
+        status=lambda: status_with_failure(connection, settings), metrics=metrics, webhooks=webhooks
+    )
     return metrics
 
 
@@ -227,6 +229,7 @@ for _name, _help in (
     ("logs", "print the kept output of a job run"),
     ("run", "run PRE_DEPLOY or POST_DEPLOY now, on this instance's worker, as the container would"),
     ("sync", "ask the running poller to look at the remote now (and retry a cancelled PRE_DEPLOY)"),
+    ("why", "why the last failed deploy (or COMMIT) failed: job, attempt, error, output, files changed"),
     ("pause", "stop automatic deploys of the deployment (every replica); the poller still fetches"),
     ("resume", "deploy automatically again (the waiting head deploys)"),
     ("pin", "deploy REF (commit, tag or branch) with the usual jobs and hold it until unpinned"),
@@ -247,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
                 "--dir", default=None, help="where to create the demo (default: a new temp folder)"
             )
             p.add_argument("--interval", default="2", help="GITHUB_SYNC_INTERVAL for the demo (default 2)")
-        elif name in ("status", "jobs", "logs", "run", "pin"):
+        elif name in ("status", "jobs", "logs", "run", "pin", "why"):
             from producer.tools import add_arguments
 
             add_arguments(name, p)

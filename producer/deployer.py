@@ -9,6 +9,8 @@ decides nothing (the planner did)::
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from producer import planner
 from producer.poller_report import PollerReport
 from producer.replicas import Replicas
@@ -29,7 +31,9 @@ class Deployer:
         replicas: Replicas,
         workspace: Workspace,
         report: PollerReport,
+        on_started: Callable[[str, int], None] | None = None,
     ):
+        self.on_started = on_started  # a PRE_DEPLOY was queued (commit status: pending)
         self.settings = settings
         self.state = state
         self.replicas = replicas
@@ -66,6 +70,8 @@ class Deployer:
             self.replicas.drop()
             raise
         self.replicas.hand_over(job)
+        if self.on_started is not None:
+            self.on_started(action.commit, action.attempt)
         kind = "rollback " if action.rollback else ""
         say(
             f"[INFO] Deploying {kind}commit {action.commit[:7]}: PRE_DEPLOY queued (attempt {action.attempt})"

@@ -19,6 +19,7 @@ import redis
 
 from producer import planner
 from producer.command_bus import CommandBus
+from producer.commit_status import CommitStatusPoster, OutcomeWatcher
 from producer.deployer import Deployer
 from producer.git_sync import GitCheckout, GitSyncError
 from producer.observer import Observer
@@ -57,7 +58,18 @@ class Poller:
         self.source = Source(self.workspace.app, self.interval, metrics.sync if metrics else None)
         self.observer = Observer(settings, self.state, self.replicas, self.source, self.workspace)
         self.report = PollerReport(self.connection, self.keys, self.source, self.workspace, self.replicas)
-        self.deployer = Deployer(settings, self.state, self.replicas, self.workspace, self.report)
+        poster = CommitStatusPoster.from_settings(settings)
+        self.outcomes = (
+            OutcomeWatcher(self.connection, self.keys, poster, settings.secret_values()) if poster else None
+        )
+        self.deployer = Deployer(
+            settings,
+            self.state,
+            self.replicas,
+            self.workspace,
+            self.report,
+            on_started=self.outcomes.started_run if self.outcomes else None,
+        )
         self.bus = CommandBus(self.connection, self.keys)
         self.outage = Outage("poller")
         self.booting = True
@@ -79,6 +91,8 @@ class Poller:
             seen = self.observer.observe(self.booting, look)
             look = False
             self.report.steering_changes(self.observer.control, seen)
+            if self.outcomes is not None:
+                self.outcomes.check()  # a PRE_DEPLOY that ended gets its commit status
             if seen.head and seen.head != self.head_written:
                 self.state.set_head(seen.head)  # /status names the head (one that waits, too)
                 self.head_written = seen.head

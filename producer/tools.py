@@ -49,9 +49,10 @@ def _when(seconds: Any) -> str:
 
 
 def cmd_status(settings: Settings, connection: redis.Redis, args: argparse.Namespace) -> int:
-    from producer.status import deploy_status, render_table
+    from producer.failure_report import status_with_failure
+    from producer.status import render_table
 
-    status = deploy_status(connection, settings.keys, settings.secret_values())
+    status = status_with_failure(connection, settings)
     print(json.dumps(status, indent=2) if args.json else render_table(status))
     return 0
 
@@ -112,6 +113,22 @@ def cmd_sync(settings: Settings, connection: redis.Redis, args: argparse.Namespa
     return 0
 
 
+def cmd_why(settings: Settings, connection: redis.Redis, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from producer.failure_report import failure_report, render_failure
+
+    report = failure_report(
+        connection, settings.keys, args.commit, Path(settings.WORKSPACE_PATH), settings.secret_values()
+    )
+    if report is None:
+        what = f"commit {args.commit}" if args.commit else "this deployment"
+        print(f"No failed PRE_DEPLOY to explain for {what}.")
+        return 0
+    print(render_failure(report))
+    return 0
+
+
 Handler = Callable[[Settings, redis.Redis, argparse.Namespace], int]
 
 
@@ -138,6 +155,10 @@ def add_arguments(name: str, parser: argparse.ArgumentParser) -> None:
         parser.add_argument(
             "run", metavar="RUN", help="a run id from `hotreload jobs` (or a unique part of one)"
         )
+    elif name == "why":
+        parser.add_argument(
+            "commit", metavar="COMMIT", nargs="?", help="a commit (default: the last failed one)"
+        )
     elif name == "pin":
         add_steering_arguments(name, parser)
     elif name == "run":
@@ -152,4 +173,5 @@ TOOLS: dict[str, Handler] = {
     "logs": cmd_logs,
     "run": cmd_run,
     "sync": cmd_sync,
+    "why": cmd_why,
 }
