@@ -109,16 +109,20 @@ def resolve(settings: Settings, ref: str) -> str:
     raise ToolError(f"{ref!r} is not a branch, tag or commit of the remote")
 
 
-def cmd_pin(settings: Settings, connection: redis.Redis, args: argparse.Namespace) -> int:
-    commit = resolve(settings, args.ref)
-    fields = {
+def _pin(commit: str, ref: str, rollback: bool) -> dict[str, str]:
+    """The control fields of a pin (``hotreload pin``, or the one ``hotreload rollback`` sets)."""
+    return {
         "pin": commit,
-        "pin_ref": args.ref,
-        "pin_rollback": "0",
+        "pin_ref": ref,
+        "pin_rollback": "1" if rollback else "0",
         "pin_by": who(),
         "pin_at": str(time.time()),
     }
-    _steer(settings, connection, "pin", fields)
+
+
+def cmd_pin(settings: Settings, connection: redis.Redis, args: argparse.Namespace) -> int:
+    commit = resolve(settings, args.ref)
+    _steer(settings, connection, "pin", _pin(commit, args.ref, rollback=False))
     print(
         f"Pinned deployment {settings.keys.deployment} to {args.ref} ({commit[:7]}); hotreload unpin ends it."
     )
@@ -139,14 +143,7 @@ def cmd_rollback(settings: Settings, connection: redis.Redis, args: argparse.Nam
             break
     else:
         raise ToolError("no earlier commit whose PRE_DEPLOY succeeded: nothing to roll back to")
-    fields = {
-        "pin": commit,
-        "pin_ref": "rollback",
-        "pin_rollback": "1",
-        "pin_by": who(),
-        "pin_at": str(time.time()),
-    }
-    _steer(settings, connection, "rollback", fields)
+    _steer(settings, connection, "rollback", _pin(commit, "rollback", rollback=True))
     print(
         f"Rolling back deployment {settings.keys.deployment} from {(current or '-')[:7]} to {commit[:7]} "
         "(PRE_DEPLOY runs with DEPLOY_ROLLBACK=1); pinned there until hotreload unpin."

@@ -74,44 +74,36 @@ def fresh(connection: redis.Redis) -> None:
     connection.set(KEYS.processed, LIVE)
 
 
-def test_success_then_failure_of_the_same_run_keeps_the_success(tmp_path):
-    server = RedisServer(tmp_path).start()
-    try:
-        connection = redis.Redis.from_url(server.url)
-        fresh(connection)
-        state = DeployState(connection, KEYS)
-        job = pre(1)
-        assert state.pre_succeeded("run-1", job) is True
-        assert state.pre_failed("run-1", job, "interrupted", "was interrupted (stop requested)", None) is None
-        assert outcome(connection) == "succeeded"
-        assert state.tracker.commit_record(NEW)["pre_outcome"] == "succeeded"
-    finally:
-        server.stop()
+def test_success_then_failure_of_the_same_run_keeps_the_success(redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    fresh(connection)
+    state = DeployState(connection, KEYS)
+    job = pre(1)
+    assert state.pre_succeeded("run-1", job) is True
+    assert state.pre_failed("run-1", job, "interrupted", "was interrupted (stop requested)", None) is None
+    assert outcome(connection) == "succeeded"
+    assert state.tracker.commit_record(NEW)["pre_outcome"] == "succeeded"
 
 
-def test_failure_then_success_of_the_same_run_keeps_the_failure(tmp_path):
-    server = RedisServer(tmp_path).start()
-    try:
-        connection = redis.Redis.from_url(server.url)
-        fresh(connection)
-        state = DeployState(connection, KEYS)
-        job = pre(1)
-        assert state.pre_failed("run-1", job, "failed", "failed with exit code 1", 1) == 1
-        assert state.pre_succeeded("run-1", job) is False
-        assert outcome(connection) == "failed"
-        failed = Queue(KEYS.queue(JobKind.FAILED), connection=connection).jobs[0]
-        env = JobSpec.from_dict(failed.args[0]).extra_env
-        assert env["DEPLOY_FAILED_JOB"] == "PRE_DEPLOY" and env["DEPLOY_EXIT_CODE"] == "1"
-    finally:
-        server.stop()
+def test_failure_then_success_of_the_same_run_keeps_the_failure(redis_url):
+    connection = redis.Redis.from_url(redis_url)
+    fresh(connection)
+    state = DeployState(connection, KEYS)
+    job = pre(1)
+    assert state.pre_failed("run-1", job, "failed", "failed with exit code 1", 1) == 1
+    assert state.pre_succeeded("run-1", job) is False
+    assert outcome(connection) == "failed"
+    failed = Queue(KEYS.queue(JobKind.FAILED), connection=connection).jobs[0]
+    env = JobSpec.from_dict(failed.args[0]).extra_env
+    assert env["DEPLOY_FAILED_JOB"] == "PRE_DEPLOY" and env["DEPLOY_EXIT_CODE"] == "1"
 
 
 def _succeed(url: str, seq: int) -> None:
     DeployState(redis.Redis.from_url(url), KEYS).pre_succeeded(f"run-{seq}", pre(seq))
 
 
-def test_a_stop_at_any_point_of_the_success_leaves_one_outcome(tmp_path):
-    server = RedisServer(tmp_path).start()
+def test_a_stop_at_any_point_of_the_success_leaves_one_outcome(redis_server: RedisServer):
+    server = redis_server
     context = multiprocessing.get_context("fork")
     seen: dict[str, int] = {}
     try:
@@ -131,5 +123,5 @@ def test_a_stop_at_any_point_of_the_success_leaves_one_outcome(tmp_path):
             assert not result.startswith("inconsistent"), f"trial {trial}: {result}"
             seen[result] = seen.get(result, 0) + 1
     finally:
-        server.stop()
+        connection.close()
     print(f"stop during the success transition, 40 trials: {seen}")
