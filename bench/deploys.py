@@ -90,7 +90,7 @@ class Deploys:
     def idle_at(self, sha: str) -> bool:
         """``sha`` is deployed, its POST_DEPLOY recorded, and nothing is queued or running."""
         self.stack.check_running()
-        return self.tracker.processed() == sha and self.post_done(sha) is not None and not self.queue.busy()
+        return self.tracker.processed() == sha and self.post_done(sha) is not None and not self.tracker.busy()
 
     def wait_deployed(self, sha: str, timeout: float = 30.0) -> None:
         wait_until(lambda: self.idle_at(sha), timeout, f"commit {sha[:7]} to be deployed", 0.01)

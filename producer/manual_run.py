@@ -29,8 +29,8 @@ from rq.job import Job, JobStatus
 
 from producer.settings import Settings
 from producer.tool_error import ToolError
+from workers.commit_tracker import CommitTracker
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome, wake_poller
-from workers.deploy_state import DeployState
 
 FOLLOW_INTERVAL = 0.2
 #: How long an idle poller may take to answer a run request before the CLI gives up.
@@ -111,7 +111,7 @@ def _ask_the_poller(connection: Any, keys: DeployKeys, kind: JobKind, out: TextI
             if text.startswith("error: "):
                 raise ToolError(text.removeprefix("error: "))
             return Job.fetch(text, connection=connection)
-        busy = DeployState(connection, keys).busy()
+        busy = CommitTracker(connection, keys).busy()
         if busy is None and time.monotonic() - waited_since > ANSWER_TIMEOUT:
             raise ToolError(
                 f"the poller of instance {keys.instance!r} did not take the request within "

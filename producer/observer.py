@@ -41,14 +41,14 @@ class Observer:
     def observe(self, booting: bool, look: bool) -> Observed:
         head = self.source.look() if look else self.source.head
         tracker = self.state.tracker
-        control = self.control = self.state.control()
+        control = self.control = self.state.tracker.control()
         pin = (
             Pin(control["pin"], control.get("pin_ref", ""), control.get("pin_rollback") == "1")
             if control.get("pin")
             else None
         )
         target = pin.commit if pin else head
-        busy = self.state.busy()
+        busy = self.state.tracker.busy()
         retry = tracker.retry_state()
         failure = (
             Failure(retry.commit, retry.attempts, retry.failed_at, retry.reason, retry.cancelled)

@@ -14,6 +14,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rq import Queue
+from rq.job import Job
+from rq.registry import StartedJobRegistry
+
 from workers.contract import DeployKeys, JobKind
 
 RUN_HISTORY = 500  # runs kept in the history sorted set
@@ -90,6 +94,26 @@ class CommitTracker:
     # -- the processed commit -------------------------------------------------
     def processed(self) -> str | None:
         return _text(self.connection.get(self.keys.processed))
+
+    def busy(self) -> tuple[JobKind, str] | None:
+        """The job of this instance that is queued, being dequeued or running (kind, commit), if any."""
+        for kind in (JobKind.PRE, JobKind.FAILED, JobKind.POST):
+            queue = Queue(self.keys.queue(kind), connection=self.connection)
+            started = StartedJobRegistry(queue.name, connection=self.connection)
+            with self.connection.pipeline(transaction=False) as pipe:
+                pipe.lrange(queue.key, 0, 0)
+                # A worker moves a job through this list between the queue and the started registry.
+                pipe.lrange(queue.intermediate_queue_key, 0, 0)
+                pipe.zrange(started.key, 0, 0)
+                queued, moving, running = pipe.execute()
+            for job_id in [*running, *moving, *queued]:
+                description = _text(self.connection.hget(Job.key_for(_text(job_id) or ""), "description"))
+                return kind, (description.split(" ")[1] if description else "")
+        return None
+
+    def control(self) -> dict[str, str]:
+        """The deployment's steering (pause, pin), as ``producer.steering`` set it."""
+        return {_text(k) or "": _text(v) or "" for k, v in self.connection.hgetall(self.keys.control).items()}
 
     def generation(self) -> int:
         """Changes whenever the processed commit is set: part of the dedup key of the next deploy."""

@@ -26,7 +26,6 @@ from typing import Any
 from rq import Queue
 from rq.callbacks import Callback
 from rq.job import Job
-from rq.registry import StartedJobRegistry
 
 from workers.commit_tracker import RUN_HISTORY, CommitTracker, commit_outcome_ops
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
@@ -60,22 +59,6 @@ class DeployState:
         self.queues = {kind: Queue(keys.queue(kind), connection=connection) for kind in JobKind}
 
     # -- reads -------------------------------------------------------------------------
-    def busy(self) -> tuple[JobKind, str] | None:
-        """The job of this instance that is queued, being dequeued or running (kind, commit), if any."""
-        for kind in (JobKind.PRE, JobKind.FAILED, JobKind.POST):
-            queue = self.queues[kind]
-            started = StartedJobRegistry(queue.name, connection=self.connection)
-            with self.connection.pipeline(transaction=False) as pipe:
-                pipe.lrange(queue.key, 0, 0)
-                # A worker moves a job through this list between the queue and the started registry.
-                pipe.lrange(queue.intermediate_queue_key, 0, 0)
-                pipe.zrange(started.key, 0, 0)
-                queued, moving, running = pipe.execute()
-            for job_id in [*running, *moving, *queued]:
-                description = self.connection.hget(Job.key_for(_text(job_id)), "description")
-                return kind, (_text(description).split(" ")[1] if description else "")
-        return None
-
     def purge_leftovers(self) -> int:
         """At boot: drop the jobs an earlier boot queued; they are for a world that is gone."""
         dropped = 0
@@ -83,9 +66,6 @@ class DeployState:
             dropped += queue.count
             queue.empty()
         return dropped
-
-    def control(self) -> dict[str, str]:
-        return {_text(k): _text(v) for k, v in self.connection.hgetall(self.keys.control).items()}
 
     def next_seq(self) -> int:
         return int(self.connection.incr(self.keys.deploys))
