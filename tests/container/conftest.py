@@ -21,6 +21,8 @@ from bench.container import Engine, find_engine
 from bench.stack import ROOT, BenchError, free_port, wait_until
 
 IMAGE = "localhost/hotreload-test:latest"
+#: The engine the session found, or why there is none (for the summary line).
+_ENGINE_FOUND: list[str] = []
 NODE_IMAGE = "localhost/hotreload-test:node"
 
 
@@ -28,7 +30,9 @@ NODE_IMAGE = "localhost/hotreload-test:node"
 def engine() -> Iterator[Engine]:
     found = find_engine()
     if isinstance(found, str):
+        _ENGINE_FOUND.append(f"no engine: {found}")
         pytest.skip(found)
+    _ENGINE_FOUND.append(found.name)
     yield found
     found.close()
 
@@ -124,3 +128,21 @@ def run_container(engine: Engine) -> Iterator[Callable[..., Container]]:
 @pytest.fixture
 def host_ports() -> Callable[[], int]:
     return free_port
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """One line counting the container tests, so a run shows that they ran (or why they skipped)."""
+    outcomes: dict[str, str] = {}
+    for outcome in ("passed", "failed", "error", "skipped"):
+        for report in terminalreporter.stats.get(outcome, []):
+            nodeid = getattr(report, "nodeid", "")
+            if nodeid.startswith("tests/container/") and outcomes.get(nodeid) not in ("failed", "error"):
+                outcomes[nodeid] = outcome
+    if not outcomes:
+        return
+    counts = {name: list(outcomes.values()).count(name) for name in ("passed", "failed", "error", "skipped")}
+    found = _ENGINE_FOUND[0] if _ENGINE_FOUND else "not started"
+    terminalreporter.write_line(
+        f"container tests ({found}): "
+        + ", ".join(f"{count} {name}" for name, count in counts.items() if count or name == "passed")
+    )
