@@ -110,9 +110,13 @@ class Engine:
         """Make ``debian:bookworm-slim`` from Debian's packages when missing; returns the seconds it took."""
         if self.image_exists(BASE_IMAGE):
             return None
+        return self.make_base_image(BASE_IMAGE)
+
+    def make_base_image(self, name: str) -> float:
+        """Make a Debian bookworm slim image named ``name`` with mmdebstrap; returns the seconds it took."""
         if not shutil.which("mmdebstrap"):
             raise BenchError(
-                f"{BASE_IMAGE} is missing and mmdebstrap is not installed (bin/bootstrap installs it)"
+                f"{name} cannot be made: mmdebstrap is not installed (bin/bootstrap installs it)"
             )
         started = time.monotonic()
         command = ["mmdebstrap", "--variant=minbase", "--quiet"]
@@ -122,7 +126,7 @@ class Engine:
         with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as debootstrap:
             assert debootstrap.stdout is not None
             imported = subprocess.run(
-                [self.name, "import", "--change", "CMD /bin/bash", "-", BASE_IMAGE],
+                [self.name, "import", "--change", "CMD /bin/bash", "-", name],
                 stdin=debootstrap.stdout,
                 capture_output=True,
                 text=True,
@@ -133,7 +137,7 @@ class Engine:
             errors = debootstrap.stderr.read().decode(errors="replace") if debootstrap.stderr else ""
             debootstrap.wait(60)
         if debootstrap.returncode != 0 or imported.returncode != 0:
-            raise BenchError(f"making {BASE_IMAGE} failed:\n{errors[-2000:]}{imported.stderr[-2000:]}")
+            raise BenchError(f"making {name} failed:\n{errors[-2000:]}{imported.stderr[-2000:]}")
         return time.monotonic() - started
 
     def build_flags(self) -> list[str]:
@@ -155,9 +159,11 @@ class Engine:
             ]
         return flags
 
-    def build(self, tag: str, context: Path = ROOT, build_args: dict[str, str] | None = None) -> float:
+    def build(
+        self, tag: str, context: Path = ROOT, build_args: dict[str, str] | None = None, no_cache: bool = False
+    ) -> float:
         """Build the Dockerfile of ``context`` as ``tag`` (layer cache reused); returns the seconds it took."""
-        args = ["build", *self.build_flags(), "-t", tag]
+        args = ["build", *self.build_flags(), *(["--no-cache"] if no_cache else []), "-t", tag]
         for key, value in (build_args or {}).items():
             args += ["--build-arg", f"{key}={value}"]
         started = time.monotonic()
