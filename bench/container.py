@@ -161,14 +161,26 @@ class Engine:
 
     def build(
         self, tag: str, context: Path = ROOT, build_args: dict[str, str] | None = None, no_cache: bool = False
-    ) -> float:
-        """Build the Dockerfile of ``context`` as ``tag`` (layer cache reused); returns the seconds it took."""
-        args = ["build", *self.build_flags(), *(["--no-cache"] if no_cache else []), "-t", tag]
+    ) -> tuple[str, float]:
+        """Build the Dockerfile of ``context`` as ``tag`` (layer cache reused).
+
+        Returns the built image's ID (what to run: another build may move the tag meanwhile)
+        and the seconds the build took.
+        """
+        descriptor, name = tempfile.mkstemp(prefix="hotreload-iid-")
+        os.close(descriptor)
+        iidfile = Path(name)
+        args = ["build", *self.build_flags(), *(["--no-cache"] if no_cache else [])]
+        args += ["--iidfile", str(iidfile), "-t", tag]
         for key, value in (build_args or {}).items():
             args += ["--build-arg", f"{key}={value}"]
         started = time.monotonic()
-        self.run([*args, str(context)], timeout=900)
-        return time.monotonic() - started
+        try:
+            self.run([*args, str(context)], timeout=900)
+            image_id = iidfile.read_text().strip().removeprefix("sha256:")
+        finally:
+            iidfile.unlink(missing_ok=True)
+        return image_id, time.monotonic() - started
 
     def image_size(self, image: str) -> int:
         """Bytes of ``image``, every layer counted (what ``images`` shows)."""

@@ -64,11 +64,11 @@ def measure(engine: Engine, cold: bool, trials: int, root: Path) -> dict[str, ob
         scratch_base = f"localhost/hotreload-bench-base:{uuid.uuid4().hex[:8]}"
         figures["base_image_make_s"] = engine.make_base_image(scratch_base)
         engine.run(["rmi", scratch_base], check=False)
-        figures["build_cold_s"] = engine.build(IMAGE, ROOT, no_cache=True)
+        figures["build_cold_s"] = engine.build(IMAGE, ROOT, no_cache=True)[1]
     else:
         engine.build(IMAGE, ROOT)
-    figures["build_warm_s"] = engine.build(IMAGE, ROOT)
-    figures["build_node_variant_s"] = engine.build(NODE_IMAGE, ROOT, {"INSTALL_NODE": "true"})
+    figures["build_warm_s"] = engine.build(IMAGE, ROOT)[1]
+    figures["build_node_variant_s"] = engine.build(NODE_IMAGE, ROOT, {"INSTALL_NODE": "true"})[1]
     figures["base_image_mb"] = round(engine.image_size(BASE_IMAGE) / 1e6, 1)
     figures["image_mb"] = round(engine.image_size(IMAGE) / 1e6, 1)
     figures["node_image_mb"] = round(engine.image_size(NODE_IMAGE) / 1e6, 1)
