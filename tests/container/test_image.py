@@ -96,6 +96,7 @@ def test_the_stack_boots_from_a_mounted_repository_serves_its_ports_and_deploys_
         marks(marks_dir, "post")[0],
     )
     assert float(pre[0]) < float(app[0]), "the app started before the boot PRE_DEPLOY"
+    # POST_DEPLOY follows the PRE_DEPLOY; it runs beside the app's start, not after it.
     assert float(pre[0]) < float(post[0]), "POST_DEPLOY ran before PRE_DEPLOY"
     log = container.logs()
     assert f"migrating {first}" in log and "[POST-DEPLOY] seeded" in log
@@ -190,7 +191,9 @@ def test_stop_ends_every_process_within_10s_records_the_job_interrupted_and_no_z
     assert run is not None and run["commit"] == second
     assert run["outcome"] == "interrupted"
     assert tracker.processed() == first
-    assert "[PRE-DEPLOY] ERROR: Job interrupted (stop requested)" in container.logs()
+    log = container.logs()
+    assert "[PRE-DEPLOY] ERROR: Job interrupted (stop requested)" in log
+    assert "sending SIGKILL" not in log, "honcho had to kill a process"
     print(f"container stop during a PRE_DEPLOY: {elapsed:.2f}s")
 
 
