@@ -194,7 +194,9 @@ class Engine:
         return proc.stdout + proc.stderr
 
     def remove(self, container: str) -> None:
-        self.run(["rm", "--force", "--time", "0", container], check=False, timeout=60)
+        # podman's rm waits the stop timeout first unless told not to; docker's has no such flag.
+        quick = ["--time", "0"] if self.is_podman else []
+        self.run(["rm", "--force", *quick, container], check=False, timeout=60)
 
     def compose_command(self) -> list[str]:
         """``docker compose`` or ``podman-compose`` (which reads the same containers.conf)."""
