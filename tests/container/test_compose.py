@@ -61,14 +61,14 @@ class Compose:
         return out.split()
 
     def remove_everything(self) -> None:
+        """Containers, volumes and networks of the project (podman-compose 1.0's down leaves the network)."""
         for name in self.containers():
             self.engine.remove(name)
-        volumes = self.engine.run(
-            ["volume", "ls", "--quiet", "--filter", f"label=com.docker.compose.project={self.project}"],
-            check=False,
-        ).stdout.split()
-        for volume in volumes:
-            self.engine.run(["volume", "rm", "--force", volume], check=False)
+        label = f"label=com.docker.compose.project={self.project}"
+        for kind in ("volume", "network"):
+            names = self.engine.run([kind, "ls", "--quiet", "--filter", label], check=False).stdout.split()
+            for name in names:
+                self.engine.run([kind, "rm", "--force", name], check=False)
 
 
 def test_compose_brings_up_redis_and_the_app_keeps_the_processed_commit_and_down_ends_everything(
