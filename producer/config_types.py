@@ -91,6 +91,26 @@ def _relative_folder(text: str | None) -> str | None:
     return "/".join(part for part in parts if part not in ("", ".")) or None
 
 
+def split_list(text: str | None) -> tuple[str, ...]:
+    """A normalised comma-separated setting (``"prisma/, migrations/"``) as its items."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def _pathspecs(text: str | None) -> str | None:
+    """Git pathspecs relative to the app folder: no absolute path, no ``..``; joined by ", "."""
+    if text is None:
+        return None
+    if has_control(text):
+        fail("must not contain control characters")
+    items = split_list(text)
+    for item in items:
+        if item.startswith("/"):
+            fail("must be comma-separated paths relative to the app folder, not absolute paths")
+        if ".." in item.split("/"):
+            fail("must not contain '..': paths stay inside the app folder")
+    return ", ".join(items) or None
+
+
 def _absolute_path(value: Path) -> Path:
     text = str(value)
     if has_control(text):
@@ -166,6 +186,8 @@ Identifier = Annotated[
 ]
 Secret = Annotated[SecretStr, AfterValidator(_printable)]
 Folder = Annotated[str | None, AfterValidator(_relative_folder)]
+#: Comma-separated git pathspecs relative to the app folder (``PRE_DEPLOY_WHEN_CHANGED``).
+Pathspecs = Annotated[str | None, AfterValidator(_pathspecs)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute_path)]
 Branch = Annotated[str, AfterValidator(_branch)]
 GitUrl = Annotated[str, AfterValidator(_git_url)]

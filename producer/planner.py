@@ -10,11 +10,14 @@ of a table of cases (tests/unit/test_planner.py)::
         case Wait(until=t): ...                 # nothing before t (back-off, a replica's run)
 
 The rules, in order: a job of this instance is queued or running -> wait for it; the
-target (the pinned commit, else the branch head) is live -> nothing (at boot: start the
-app); paused -> nothing; a replica's PRE_DEPLOY of the target succeeded -> follow it;
-its PRE_DEPLOY failed -> retry after the back-off (at boot: at once, once; a second failure
-exits 1 only when no good commit is known); cancelled -> hold until a new commit or a
-sync; a replica holds the PRE_DEPLOY lease -> wait; else deploy the target.
+target (the pinned commit, else the branch head) is live -> nothing (at boot: start the app); paused ->
+nothing; a replica's PRE_DEPLOY of the target succeeded -> follow it; its PRE_DEPLOY failed
+-> retry after the back-off (at boot: at once, once; a second failure exits 1 only when no
+good commit is known); cancelled -> hold until a new commit or a sync; the target changes
+none of PRE_DEPLOY_WHEN_CHANGED's paths -> live at once, its PRE_DEPLOY recorded as
+skipped (``SkipPre``); a replica holds the PRE_DEPLOY lease -> wait; else deploy the target.
+Which watched paths the target changes is observed (``Changes``, from git diff), not
+looked up here.
 """
 
 from __future__ import annotations
@@ -64,6 +67,21 @@ class Pin:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What the target changes since the live commit, against the ``*_WHEN_CHANGED`` pathspecs.
+
+    ``pre``/``post``: the job is wanted (no pathspecs set, a watched path changed, or no
+    comparison is possible: first boot, unknown or unrelated history). ``restart``:
+    DEV_RESTART_WHEN_CHANGED is set and one of its paths changed (or no comparison).
+    """
+
+    pre: bool = True
+    post: bool = True
+    restart: bool = False
+    pre_watched: tuple[str, ...] = ()  # PRE_DEPLOY_WHEN_CHANGED, for the skip line
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything the decision depends on, read by the poller at the start of a cycle."""
 
@@ -82,6 +100,7 @@ class Observed:
     boot_tried: str | None = None  # the commit whose PRE_DEPLOY this boot ran already
     interval: float = 30.0
     backoff_max: float = 600.0
+    changes: Changes = field(default_factory=Changes)  # of the target since the live commit
 
 
 # -- actions ---------------------------------------------------------------------------------
@@ -93,6 +112,19 @@ class Deploy:
     attempt: int
     reason: str
     rollback: bool = False
+    post: bool = True  # POST_DEPLOY wanted (POST_DEPLOY_WHEN_CHANGED)
+    restart: bool = False  # restart the app once live (DEV_RESTART_WHEN_CHANGED)
+
+
+@dataclass(frozen=True)
+class SkipPre:
+    """None of PRE_DEPLOY_WHEN_CHANGED's paths changed: ``commit`` is live at once, its PRE_DEPLOY skipped."""
+
+    commit: str
+    watched: tuple[str, ...]
+    post: bool = True
+    restart: bool = False
+    rollback: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,6 +133,7 @@ class Follow:
 
     commit: str
     instance: str
+    restart: bool = False
 
 
 @dataclass(frozen=True)
@@ -134,7 +167,7 @@ class BootFailed:
     reason: str
 
 
-Action = Deploy | Follow | Restore | StartApp | Wait | BootFailed
+Action = Deploy | SkipPre | Follow | Restore | StartApp | Wait | BootFailed
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -185,7 +218,7 @@ def plan(seen: Observed) -> Action:
             return _idle(seen, f"deploys are paused; commit {_short(target)} waits")
     rollback = bool(seen.pin and seen.pin.rollback)
     if seen.replica.current and seen.replica.succeeded and not rollback:
-        return Follow(target, seen.replica.instance)
+        return Follow(target, seen.replica.instance, restart=seen.changes.restart)
     failure = _failure(target, seen)
     attempt = 1
     if failure is not None:
@@ -206,6 +239,9 @@ def plan(seen: Observed) -> Action:
             due = failure.failed_at + backoff_delay(failure.attempts, seen.interval, seen.backoff_max)
             if seen.now < due:
                 return _idle(seen, f"PRE_DEPLOY of commit {_short(target)} failed; retry due", due)
+    changes = seen.changes
+    if seen.pre_configured and not changes.pre:
+        return SkipPre(target, changes.pre_watched, changes.post, changes.restart, rollback)
     if seen.pre_configured and seen.lease_holder is not None:
         return _idle(
             seen,
@@ -213,7 +249,7 @@ def plan(seen: Observed) -> Action:
             seen.now + REPLICA_RECHECK,
         )
     why = "pinned" if seen.pin else "new commit" if failure is None else "retry"
-    return Deploy(target, attempt, why, rollback=rollback)
+    return Deploy(target, attempt, why, rollback, changes.post, changes.restart)
 
 
 def _start(seen: Observed, reason: str) -> Action:

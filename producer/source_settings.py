@@ -6,7 +6,18 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from producer.config_types import AbsolutePath, Branch, Flag, Folder, GitUrl, Seconds, Secret, Text
+from producer.config_types import (
+    AbsolutePath,
+    Branch,
+    Flag,
+    Folder,
+    GitUrl,
+    Pathspecs,
+    Seconds,
+    Secret,
+    Text,
+    split_list,
+)
 
 
 class SourceSettings(BaseModel):
@@ -40,6 +51,10 @@ class SourceSettings(BaseModel):
         default=False,
         description="Restart the app after each deploy (default: its dev server reloads itself)",
     )
+    DEV_RESTART_WHEN_CHANGED: Pathspecs = Field(
+        default=None,
+        description="Restart the app after a deploy that changes these paths (git pathspecs, app folder)",
+    )
 
     @property
     def app_dir(self) -> Path:
@@ -47,3 +62,7 @@ class SourceSettings(BaseModel):
         if self.GITHUB_REPO_FOLDER:
             return self.WORKSPACE_PATH / self.GITHUB_REPO_FOLDER
         return self.WORKSPACE_PATH
+
+    @property
+    def restart_paths(self) -> tuple[str, ...]:
+        return split_list(self.DEV_RESTART_WHEN_CHANGED)

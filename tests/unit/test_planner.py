@@ -9,6 +9,7 @@ import pytest
 from producer.planner import (
     BootFailed,
     Busy,
+    Changes,
     Deploy,
     Failure,
     Follow,
@@ -16,6 +17,7 @@ from producer.planner import (
     Pin,
     Replica,
     Restore,
+    SkipPre,
     StartApp,
     Wait,
     backoff_delay,
@@ -28,6 +30,12 @@ NOW = 1_000_000.0
 #: The loop, idle on A, head A.
 IDLE = Observed(now=NOW, booting=False, head=A, processed=A, workspace=A, interval=10, backoff_max=600)
 BOOT = dataclasses.replace(IDLE, booting=True)
+
+
+#: PRE_DEPLOY_WHEN_CHANGED=prisma/ and the target changes nothing under it (POST's paths did change).
+SOURCE_ONLY = Changes(pre=False, post=True, pre_watched=("prisma/",))
+#: A lockfile changed (DEV_RESTART_WHEN_CHANGED), the watched paths of both jobs did not.
+LOCKFILE = Changes(pre=False, post=False, restart=True, pre_watched=("prisma/",))
 
 
 def seen(base: Observed = IDLE, **changes: object) -> Observed:
@@ -166,6 +174,50 @@ CASES: list[tuple[str, Observed, object]] = [
         Deploy(C, 1, "new commit"),
     ),
     ("cancel released by sync: retried", seen(head=B, failure=failed(B, ago=9999)), Deploy(B, 2, "retry")),
+    # -- path filters (*_WHEN_CHANGED, DEV_RESTART_WHEN_CHANGED) ---------------------------------
+    ("source-only commit: PRE_DEPLOY skipped", seen(head=B, changes=SOURCE_ONLY), SkipPre(B, ("prisma/",))),
+    (
+        "a watched path changed: PRE_DEPLOY runs",
+        seen(head=B, changes=Changes(pre=True, pre_watched=("prisma/",))),
+        Deploy(B, 1, "new commit"),
+    ),
+    (
+        "the skip carries POST_DEPLOY's and the restart's own answers",
+        seen(head=B, changes=LOCKFILE),
+        SkipPre(B, ("prisma/",), post=False, restart=True),
+    ),
+    (
+        "POST_DEPLOY's paths unchanged: deploy without it",
+        seen(head=B, changes=Changes(post=False)),
+        Deploy(B, 1, "new commit", post=False),
+    ),
+    (
+        "a lockfile changed: restart after the deploy",
+        seen(head=B, changes=Changes(restart=True)),
+        Deploy(B, 1, "new commit", restart=True),
+    ),
+    (
+        "a lockfile changed: restart when following a replica too",
+        seen(head=B, changes=Changes(restart=True), replica=Replica(True, True, "web-2")),
+        Follow(B, "web-2", restart=True),
+    ),
+    (
+        "a skip needs no lease",
+        seen(head=B, lease_holder="web-2", changes=SOURCE_ONLY),
+        SkipPre(B, ("prisma/",)),
+    ),
+    ("paused: a source-only commit waits too", seen(head=B, paused=True, changes=SOURCE_ONLY), Wait),
+    ("a skipped boot commit is live, then the app starts", seen(BOOT, head=B, changes=SOURCE_ONLY), SkipPre),
+    (
+        "a rollback whose paths did not change is skipped as a rollback",
+        seen(head=C, pin=Pin(B, rollback=True), changes=SOURCE_ONLY),
+        SkipPre(B, ("prisma/",), rollback=True),
+    ),
+    (
+        "retry of a failed commit whose watched paths changed",
+        seen(head=B, failure=failed(B, 1, ago=11), changes=Changes(pre=True, pre_watched=("prisma/",))),
+        Deploy(B, 2, "retry"),
+    ),
 ]
 
 

@@ -288,6 +288,14 @@ def test_folder_normalisation(raw: str, normal: str | None) -> None:
         ("GITHUB_REPO_FOLDER", "../outside", None),
         ("GITHUB_REPO_FOLDER", "apps/../../x", None),
         ("RQ_DASHBOARD_BIND", "not a host", None),
+        (
+            "DEV_RESTART_WHEN_CHANGED",
+            "/etc/passwd",
+            "DEV_RESTART_WHEN_CHANGED: must be comma-separated paths relative to the app folder, "
+            "not absolute paths, got '/etc/passwd'",
+        ),
+        ("DEV_RESTART_WHEN_CHANGED", "package.json, ../x.lock", None),
+        ("DEV_RESTART_WHEN_CHANGED", "a\x01b", None),
     ],
 )
 def test_each_rule_rejects_bad_input(variable: str, value: str, expected: str | None) -> None:
@@ -417,6 +425,21 @@ def test_folder_or_repo_without_command(prefix: str) -> None:
     ]
     s = load_settings({f"{prefix}_COMMAND": "true", f"{prefix}_FOLDER": "scripts"})
     assert s.job(JobKind(prefix)).enabled
+
+
+@pytest.mark.parametrize("prefix", ["PRE_DEPLOY", "POST_DEPLOY"])
+def test_when_changed_is_a_list_of_pathspecs_of_a_configured_job(prefix: str) -> None:
+    assert problems_of({f"{prefix}_WHEN_CHANGED": "prisma/"}) == [
+        f"{prefix}_WHEN_CHANGED: set without {prefix}_COMMAND"
+    ]
+    s = load_settings(
+        {f"{prefix}_COMMAND": "true", f"{prefix}_WHEN_CHANGED": " prisma/ ,, migrations/*.sql "}
+    )
+    assert s.job(JobKind(prefix)).watched == ("prisma/", "migrations/*.sql")
+    line = single_problem(
+        {f"{prefix}_COMMAND": "true", f"{prefix}_WHEN_CHANGED": "prisma/, ../db"}, f"{prefix}_WHEN_CHANGED"
+    )
+    assert "'..'" in line
 
 
 def test_dashboard_credentials_come_in_pairs() -> None:
