@@ -1,4 +1,4 @@
-"""The act side of the poller: carries out the planner's Deploy, Follow and StartApp.
+"""The act side of the poller: carries out the planner's Deploy, SkipPre, Follow and StartApp.
 
 It moves the workspace, builds the job specs and hands them to the state writer; it
 decides nothing (the planner did)::
@@ -55,9 +55,11 @@ class Deployer:
                 seq=self.state.next_seq(),
                 lease=lease.value if lease else "",
                 rollback=action.rollback,
+                post_wanted=action.post,
+                restart=action.restart,
             )
             if pre is None:
-                self.state.deployed_without_pre(action.commit, post)
+                self.state.deployed_without_pre(action.commit, post, action.restart)
                 say(f"[INFO] Commit {action.commit[:7]} deployed (no PRE_DEPLOY_COMMAND configured)")
                 self.report.state("post_deploy" if post else "running", processed=action.commit)
                 return True
@@ -66,6 +68,7 @@ class Deployer:
             self.replicas.drop()
             raise
         self.replicas.hand_over(job)
+        self._post_skipped(action.commit, action.post)
         kind = "rollback " if action.rollback else ""
         say(
             f"[INFO] Deploying {kind}commit {action.commit[:7]}: PRE_DEPLOY queued (attempt {action.attempt})"
@@ -74,6 +77,35 @@ class Deployer:
             say(f"[INFO] Running the initial PRE_DEPLOY for commit {action.commit[:7]} before the app starts")
         self.report.state("pre_deploy", processed=previous or "")
         return True
+
+    def skip_pre(self, action: planner.SkipPre, seen: planner.Observed, boot: int) -> None:
+        """None of PRE_DEPLOY_WHEN_CHANGED's paths changed: live at once (either strategy), the skip recorded."""
+        self.report.acted()
+        self.workspace.move_to(action.commit)
+        pre, post = self.workspace.deploy_specs(
+            action.commit,
+            seen.processed,
+            1,
+            boot=boot,
+            seq=self.state.next_seq(),
+            lease="",
+            rollback=action.rollback,
+            post_wanted=action.post,
+            restart=action.restart,
+        )
+        assert pre is not None, "the planner skips only a configured PRE_DEPLOY"
+        reason = f"nothing changed under {', '.join(action.watched)}"
+        self.state.pre_skipped(pre, post, reason)
+        say(f"[INFO] PRE_DEPLOY skipped for commit {action.commit[:7]}: {reason}")
+        self._post_skipped(action.commit, action.post)
+        self.report.state("post_deploy" if post else "running", processed=action.commit)
+
+    def _post_skipped(self, commit: str, wanted: bool) -> None:
+        post = self.settings.job(JobKind.POST)
+        if not wanted and post.enabled:
+            say(
+                f"[INFO] POST_DEPLOY skipped for commit {commit[:7]}: nothing changed under {post.when_changed}"
+            )
 
     def follow(self, action: planner.Follow, seen: planner.Observed, booting: bool, boot: int) -> None:
         """A replica's PRE_DEPLOY of the commit succeeded: live here without running it again."""
@@ -85,7 +117,7 @@ class Deployer:
             post = self.workspace.spec(
                 JobKind.POST, action.commit, seen.processed, 1, boot=boot, seq=self.state.next_seq()
             )
-        self.state.deployed_without_pre(action.commit, post)
+        self.state.deployed_without_pre(action.commit, post, action.restart)
         say(
             f"[INFO] Commit {action.commit[:7]} deployed: PRE_DEPLOY succeeded on instance "
             f"{action.instance or '?'} (not run again here)"

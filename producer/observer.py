@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from producer.changes import ChangeWatch
 from producer.planner import Busy, Failure, Observed, Pin, Replica
 from producer.replicas import Replicas
 from producer.settings import Settings
@@ -36,6 +37,7 @@ class Observer:
         # The commit whose PRE_DEPLOY this boot saw run (here, or on a replica it waited for).
         self.boot_tried: str | None = None
         self.control: dict[str, str] = {}  # the deployment's steering as last read
+        self.watch = ChangeWatch(settings, workspace.app)
 
     def observe(self, booting: bool, look: bool) -> Observed:
         head = self.source.look() if look else self.source.head
@@ -75,11 +77,12 @@ class Observer:
             )
             if booting and holder is not None and holder.commit == target:
                 self.boot_tried = target  # its outcome stands for this boot's own attempt
+        processed = tracker.processed()
         return Observed(
             now=time.time(),
             booting=booting,
             head=head,
-            processed=tracker.processed(),
+            processed=processed,
             workspace=self.workspace.head(),
             busy=Busy(busy[0].value, busy[1]) if busy else None,
             failure=failure,
@@ -91,4 +94,5 @@ class Observer:
             boot_tried=self.boot_tried,
             interval=float(self.settings.GITHUB_SYNC_INTERVAL),
             backoff_max=float(self.settings.RETRY_BACKOFF_MAX),
+            changes=self.watch.changes(processed, target) if busy is None else self.watch.changes(None, None),
         )

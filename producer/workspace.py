@@ -86,6 +86,7 @@ class Workspace:
         generation: int = 0,
         lease: str = "",
         extra_env: dict[str, str] | None = None,
+        restart: bool = False,
     ) -> JobSpec | None:
         """The job of ``kind`` for ``commit`` as configured (None: no such job)."""
         job = self.settings.job(kind)
@@ -111,6 +112,7 @@ class Workspace:
             once=kind is JobKind.POST and self.settings.POST_DEPLOY_SCOPE == "once",
             seq=seq,
             extra_env=dict(extra_env or {}),
+            restart_app=restart,
         )
 
     def deploy_specs(
@@ -123,14 +125,27 @@ class Workspace:
         seq: int,
         lease: str,
         rollback: bool,
+        post_wanted: bool = True,
+        restart: bool = False,
     ) -> tuple[JobSpec | None, JobSpec | None]:
         """PRE_DEPLOY with its POST_DEPLOY and FAILED_DEPLOY inside (PRE None: none configured), and POST."""
         env = {"DEPLOY_ROLLBACK": "1"} if rollback else {}
 
         def build(kind: JobKind, lease: str = "") -> JobSpec | None:
-            return self.spec(kind, commit, previous, attempt, boot=boot, seq=seq, lease=lease, extra_env=env)
+            return self.spec(
+                kind,
+                commit,
+                previous,
+                attempt,
+                boot=boot,
+                seq=seq,
+                lease=lease,
+                extra_env=env,
+                restart=restart and kind is JobKind.PRE,
+            )
 
-        post, failed, pre = build(JobKind.POST), build(JobKind.FAILED), build(JobKind.PRE, lease)
+        post = build(JobKind.POST) if post_wanted else None
+        failed, pre = build(JobKind.FAILED), build(JobKind.PRE, lease)
         if pre is not None:
             pre = dataclasses.replace(
                 pre,

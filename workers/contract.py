@@ -80,6 +80,8 @@ class JobSpec:
     # same atomic step: the POST_DEPLOY on success, the FAILED_DEPLOY on failure (spec dicts).
     post: dict[str, Any] | None = None
     failed: dict[str, Any] | None = None
+    # The app restarts once this commit is live (DEV_RESTART_WHEN_CHANGED matched).
+    restart_app: bool = False
 
     @property
     def short(self) -> str:
