@@ -111,6 +111,14 @@ def _pathspecs(text: str | None) -> str | None:
     return ", ".join(items) or None
 
 
+def _folders(text: str | None) -> str | None:
+    """Comma-separated relative folders, each normalised like a single folder; joined by ", "."""
+    if text is None:
+        return None
+    folders = [_relative_folder(item) for item in text.split(",") if item.strip()]
+    return ", ".join(folder for folder in folders if folder) or None
+
+
 def _absolute_path(value: Path) -> Path:
     text = str(value)
     if has_control(text):
@@ -188,12 +196,17 @@ Secret = Annotated[SecretStr, AfterValidator(_printable)]
 Folder = Annotated[str | None, AfterValidator(_relative_folder)]
 #: Comma-separated git pathspecs relative to the app folder (``PRE_DEPLOY_WHEN_CHANGED``).
 Pathspecs = Annotated[str | None, AfterValidator(_pathspecs)]
+#: Comma-separated folders relative to the app folder (``STAGED_SHARED_PATHS``).
+Folders = Annotated[str | None, AfterValidator(_folders)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute_path)]
 Branch = Annotated[str, AfterValidator(_branch)]
 GitUrl = Annotated[str, AfterValidator(_git_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 Host = Annotated[str, AfterValidator(_host)]
 Scope = Annotated[Literal["once", "each"], BeforeValidator(_lower), explain("must be one of once, each")]
+Strategy = Annotated[
+    Literal["in-place", "staged"], BeforeValidator(_lower), explain("must be one of in-place, staged")
+]
 LogLevel = Annotated[
     Literal["debug", "info", "warning", "error"],
     BeforeValidator(_lower),

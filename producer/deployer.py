@@ -1,13 +1,16 @@
-"""The act side of the poller: carries out the planner's Deploy, SkipPre, Follow and StartApp.
+"""The act side of the poller: carries out the planner's Deploy, SkipPre, GoLive, Follow and StartApp.
 
-It moves the workspace, builds the job specs and hands them to the state writer; it
-decides nothing (the planner did)::
+It moves the workspace (in place: before PRE_DEPLOY; staged: it prepares the staging
+checkout, and moves the workspace on ``GoLive`` once PRE_DEPLOY passed there), builds the
+job specs and hands them to the state writer; it decides nothing (the planner did)::
 
     deployer = Deployer(settings, state, replicas, workspace, report)
     deployer.deploy(Deploy(sha, attempt=1, reason="new commit"), seen, booting=False, boot=3)
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from producer import planner
 from producer.poller_report import PollerReport
@@ -46,7 +49,10 @@ class Deployer:
                 return False  # a replica took it between the look and the claim: the next look decides
         previous = seen.processed
         try:
-            self.workspace.move_to(action.commit)
+            if self.workspace.staged:
+                self.workspace.stage(action.commit)  # the workspace stays on the live commit
+            else:
+                self.workspace.move_to(action.commit)
             pre, post = self.workspace.deploy_specs(
                 action.commit,
                 previous,
@@ -59,6 +65,8 @@ class Deployer:
                 restart=action.restart,
             )
             if pre is None:
+                if self.workspace.staged:
+                    self.workspace.move_to(action.commit, update_jobs=False)
                 self.state.deployed_without_pre(action.commit, post, action.restart)
                 say(f"[INFO] Commit {action.commit[:7]} deployed (no PRE_DEPLOY_COMMAND configured)")
                 self.report.state("post_deploy" if post else "running", processed=action.commit)
@@ -94,10 +102,23 @@ class Deployer:
             restart=action.restart,
         )
         assert pre is not None, "the planner skips only a configured PRE_DEPLOY"
+        if self.workspace.staged:
+            pre = dataclasses.replace(pre, checkout=pre.workspace)  # nothing was staged
         reason = f"nothing changed under {', '.join(action.watched)}"
         self.state.pre_skipped(pre, post, reason)
         say(f"[INFO] PRE_DEPLOY skipped for commit {action.commit[:7]}: {reason}")
         self._post_skipped(action.commit, action.post)
+        self.report.state("post_deploy" if post else "running", processed=action.commit)
+
+    def go_live(self, action: planner.GoLive) -> None:
+        """Staged: PRE_DEPLOY passed in the staging checkout; the workspace moves to the commit, then POST_DEPLOY."""
+        self.report.acted()
+        self.workspace.move_to(action.commit, update_jobs=False)
+        post = self.state.went_live(action.commit)
+        if post is False:
+            return
+        then = "; POST_DEPLOY queued" if post else ""
+        say(f"[INFO] Workspace moved to commit {action.commit[:7]} (its staged PRE_DEPLOY succeeded){then}")
         self.report.state("post_deploy" if post else "running", processed=action.commit)
 
     def _post_skipped(self, commit: str, wanted: bool) -> None:

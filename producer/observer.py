@@ -95,4 +95,5 @@ class Observer:
             interval=float(self.settings.GITHUB_SYNC_INTERVAL),
             backoff_max=float(self.settings.RETRY_BACKOFF_MAX),
             changes=self.watch.changes(processed, target) if busy is None else self.watch.changes(None, None),
+            going_live=tracker.going_live(),
         )

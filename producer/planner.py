@@ -9,8 +9,10 @@ of a table of cases (tests/unit/test_planner.py)::
         case Deploy(commit=c, attempt=n): ...   # check out c, enqueue its PRE_DEPLOY (attempt n)
         case Wait(until=t): ...                 # nothing before t (back-off, a replica's run)
 
-The rules, in order: a job of this instance is queued or running -> wait for it; the
-target (the pinned commit, else the branch head) is live -> nothing (at boot: start the app); paused ->
+The rules, in order: a job of this instance is queued or running -> wait for it; a staged
+PRE_DEPLOY of the live commit succeeded -> move the workspace to it (``GoLive``: the
+POST_DEPLOY is queued only then, so it runs on the moved workspace); the target (the
+pinned commit, else the branch head) is live -> nothing (at boot: start the app); paused ->
 nothing; a replica's PRE_DEPLOY of the target succeeded -> follow it; its PRE_DEPLOY failed
 -> retry after the back-off (at boot: at once, once; a second failure exits 1 only when no
 good commit is known); cancelled -> hold until a new commit or a sync; the target changes
@@ -101,6 +103,7 @@ class Observed:
     interval: float = 30.0
     backoff_max: float = 600.0
     changes: Changes = field(default_factory=Changes)  # of the target since the live commit
+    going_live: str | None = None  # a staged PRE_DEPLOY succeeded; the workspace is not moved yet
 
 
 # -- actions ---------------------------------------------------------------------------------
@@ -125,6 +128,13 @@ class SkipPre:
     post: bool = True
     restart: bool = False
     rollback: bool = False
+
+
+@dataclass(frozen=True)
+class GoLive:
+    """The staged PRE_DEPLOY of the live ``commit`` succeeded: move the workspace to it, then queue POST_DEPLOY."""
+
+    commit: str
 
 
 @dataclass(frozen=True)
@@ -167,7 +177,7 @@ class BootFailed:
     reason: str
 
 
-Action = Deploy | SkipPre | Follow | Restore | StartApp | Wait | BootFailed
+Action = Deploy | SkipPre | GoLive | Follow | Restore | StartApp | Wait | BootFailed
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -202,6 +212,8 @@ def plan(seen: Observed) -> Action:
     target = seen.pin.commit if seen.pin else seen.head
     if seen.busy is not None:
         return Wait(f"{seen.busy.kind} of commit {_short(seen.busy.commit)} is queued or running")
+    if seen.going_live is not None and seen.going_live == seen.processed:
+        return GoLive(seen.going_live)
     if target is None:
         # The remote has not answered yet: keep what is live (at boot: start it).
         if seen.booting and seen.processed:

@@ -96,6 +96,8 @@ class Poller:
                     self.observer.boot_tried = action.commit
             case planner.SkipPre():
                 self.deployer.skip_pre(action, seen, self.boot_number)
+            case planner.GoLive():
+                self.deployer.go_live(action)
             case planner.Follow():
                 self.deployer.follow(action, seen, self.booting, self.boot_number)
             case planner.Restore():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -11,10 +13,12 @@ from producer.config_types import (
     Branch,
     Flag,
     Folder,
+    Folders,
     GitUrl,
     Pathspecs,
     Seconds,
     Secret,
+    Strategy,
     Text,
     split_list,
 )
@@ -55,6 +59,14 @@ class SourceSettings(BaseModel):
         default=None,
         description="Restart the app after a deploy that changes these paths (git pathspecs, app folder)",
     )
+    DEPLOY_STRATEGY: Strategy = Field(
+        default="in-place",
+        description="in-place: PRE_DEPLOY runs in the workspace; staged: in a checkout beside it, live after",
+    )
+    STAGED_SHARED_PATHS: Folders = Field(
+        default=None,
+        description="Folders of the app the staging checkout links to (unset: the workspace's ignored ones)",
+    )
 
     @property
     def app_dir(self) -> Path:
@@ -66,3 +78,15 @@ class SourceSettings(BaseModel):
     @property
     def restart_paths(self) -> tuple[str, ...]:
         return split_list(self.DEV_RESTART_WHEN_CHANGED)
+
+    @property
+    def shared_paths(self) -> tuple[str, ...]:
+        return split_list(self.STAGED_SHARED_PATHS)
+
+
+def strategy_problems(values: Mapping[str, Any]) -> list[str]:
+    """STAGED_SHARED_PATHS means nothing without the staged strategy."""
+    strategy = str(values.get("DEPLOY_STRATEGY", "")).strip().lower()
+    if "STAGED_SHARED_PATHS" in values and strategy != "staged":
+        return ["STAGED_SHARED_PATHS: set without DEPLOY_STRATEGY=staged"]
+    return []

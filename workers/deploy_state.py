@@ -12,7 +12,9 @@ finds the run's outcome key set and changes nothing::
     job = state.enqueue_deploy(pre_spec)           # POST/FAILED travel inside it
     state.pre_succeeded(job.id, pre_spec)         # processed + record + POST_DEPLOY queued, at once
 
-What follows a PRE_DEPLOY is enqueued by its outcome's transition, never as an RQ dependent
+The transitions of a skipped PRE_DEPLOY and of a staged deploy's move are in
+``workers.live_steps`` (``pre_skipped``, ``went_live``), part of this class. What follows a
+PRE_DEPLOY is enqueued by its outcome's transition, never as an RQ dependent
 enqueued in a second round trip: a PRE_DEPLOY that fails at once cannot leave a POST_DEPLOY
 waiting in RQ's deferred registry.
 """
@@ -50,10 +52,7 @@ def _text(value: Any) -> str:
 
 
 class DeployState(LiveSteps):
-    """Reads what the planner needs and writes every deploy transition of one instance.
-
-    The transition of a skipped PRE_DEPLOY is in ``workers.live_steps`` (``pre_skipped``).
-    """
+    """Reads what the planner needs and writes every deploy transition of one instance."""
 
     def __init__(self, connection: Any, keys: DeployKeys):
         self.connection = connection
@@ -142,6 +141,9 @@ class DeployState(LiveSteps):
             pipe.multi()
             self._done_ops(pipe, job_id, Outcome.SUCCEEDED.value)
             commit_outcome_ops(pipe, self.keys, spec.commit, spec.kind, "succeeded", job_id, spec.attempt)
+            if spec.staged:
+                self._staged_ops(pipe, spec)  # the poller moves the workspace, then went_live
+                return True
             self._processed_ops(pipe, spec.commit)
             self._app_event_ops(pipe, spec.commit, spec.restart_app)
             if spec.post is not None:

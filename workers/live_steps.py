@@ -2,9 +2,11 @@
 
 Part of ``workers.deploy_state.DeployState`` (a mixin, so that class stays one screen of
 transitions each): a PRE_DEPLOY skipped because none of its watched paths changed
-(``PRE_DEPLOY_WHEN_CHANGED``)::
+(``PRE_DEPLOY_WHEN_CHANGED``), and the second half of a staged deploy, after the poller moved
+the live workspace to the commit whose PRE_DEPLOY passed in the staging checkout::
 
     state.pre_skipped(pre_spec, post_spec, "nothing changed under prisma/")   # live + a skipped run
+    state.went_live(sha)        # staged: the app is told and POST_DEPLOY queued, after the move
 
 Each is one MULTI/EXEC, like every other transition.
 """
@@ -50,7 +52,7 @@ def run_ops(pipe: Any, keys: DeployKeys, kind: JobKind, run_id: str, summary: di
 
 
 class LiveSteps:
-    """``DeployState``'s transition for a skipped PRE_DEPLOY."""
+    """``DeployState``'s transitions for a skipped PRE_DEPLOY and the end of a staged deploy."""
 
     connection: Any
     keys: DeployKeys
@@ -61,9 +63,10 @@ class LiveSteps:
         raise NotImplementedError  # DeployState's
 
     def _processed_ops(self, pipe: Any, commit: str) -> None:
-        """``commit`` is this instance's processed commit (its retry state is over)."""
+        """``commit`` is this instance's processed commit (its retry state and a pending move are over)."""
         pipe.set(self.keys.processed, commit)
         pipe.delete(self.keys.retry)
+        pipe.delete(self.keys.going_live)
         pipe.incr(self.keys.generation)
 
     def _app_event_ops(self, pipe: Any, commit: str, restart: bool) -> None:
@@ -115,3 +118,39 @@ class LiveSteps:
 
         self.connection.transaction(step)
         return run_id
+
+    def _staged_ops(self, pipe: Any, spec: JobSpec) -> None:
+        """A staged PRE_DEPLOY succeeded: processed now; the app and POST_DEPLOY wait for ``went_live``."""
+        self._processed_ops(pipe, spec.commit)
+        pipe.hset(
+            self.keys.going_live,
+            mapping={
+                "commit": spec.commit,
+                "post": json.dumps(spec.post) if spec.post else "",
+                "restart": "1" if spec.restart_app else "0",
+            },
+        )
+
+    def went_live(self, commit: str) -> JobSpec | None | bool:
+        """The live workspace shows ``commit`` now: tell the app, queue its POST_DEPLOY.
+
+        Returns the POST_DEPLOY queued (None: none configured or wanted), or False when
+        ``commit`` was not waiting (moved already, or superseded).
+        """
+
+        def step(pipe: Any) -> JobSpec | None | bool:
+            waiting = {_text(k): _text(v) for k, v in pipe.hgetall(self.keys.going_live).items()}
+            if waiting.get("commit") != commit:
+                return False
+            post = JobSpec.from_dict(json.loads(waiting["post"])) if waiting.get("post") else None
+            pipe.multi()
+            pipe.delete(self.keys.going_live)
+            self._app_event_ops(pipe, commit, waiting.get("restart") == "1")
+            if post is not None:
+                self.enqueue(post, pipe=pipe)
+            return post
+
+        result: JobSpec | None | bool = self.connection.transaction(
+            step, self.keys.going_live, value_from_callable=True
+        )
+        return result

@@ -13,6 +13,7 @@ from producer.planner import (
     Deploy,
     Failure,
     Follow,
+    GoLive,
     Observed,
     Pin,
     Replica,
@@ -217,6 +218,37 @@ CASES: list[tuple[str, Observed, object]] = [
         "retry of a failed commit whose watched paths changed",
         seen(head=B, failure=failed(B, 1, ago=11), changes=Changes(pre=True, pre_watched=("prisma/",))),
         Deploy(B, 2, "retry"),
+    ),
+    # -- DEPLOY_STRATEGY=staged --------------------------------------------------------------------
+    (
+        "staged PRE_DEPLOY succeeded: move the workspace to it",
+        seen(head=B, processed=B, workspace=A, going_live=B),
+        GoLive(B),
+    ),
+    (
+        "staged: the move comes before a newer head",
+        seen(head=C, processed=B, workspace=A, going_live=B),
+        GoLive(B),
+    ),
+    (
+        "staged: the move comes before starting the app",
+        seen(BOOT, head=B, processed=B, going_live=B),
+        GoLive(B),
+    ),
+    (
+        "staged: the PRE_DEPLOY job still ends first",
+        seen(head=B, processed=B, going_live=B, busy=Busy("PRE_DEPLOY", B)),
+        Wait,
+    ),
+    (
+        "staged: a move of a commit no longer live is not made",
+        seen(head=A, processed=A, workspace=A, going_live=B),
+        Wait("commit aaaaaaa is live"),
+    ),
+    (
+        "staged PRE_DEPLOY failed: the workspace never moved, nothing to restore",
+        seen(head=B, workspace=A, failure=failed(B, ago=1)),
+        Wait,
     ),
 ]
 
