@@ -79,25 +79,30 @@ class Staging:
         """The staging tree at ``commit``, clean, with the shared folders linked; returns its path."""
         if not self.live.is_cloned():
             raise GitSyncError(f"no clone in {self.live.path} to stage commit {commit[:7]} from")
-        if not self._valid():
-            shutil.rmtree(self.path, ignore_errors=True)
-            self._git(self.live.path, "worktree", "prune", pinned=self.live.path)
-            self._git(
-                self.live.path,
-                "worktree",
-                "add",
-                "--quiet",
-                "--detach",
-                "--force",
-                str(self.path),
-                commit,
-                pinned=self.live.path,
-            )
-        else:
+        try:
+            if not self._valid():
+                raise GitSyncError("no staging worktree")
             self._git(self.path, "checkout", "--quiet", "--detach", "--force", commit, pinned=self.path)
             self._git(self.path, "clean", "-ffdxq", pinned=self.path)
+        except GitSyncError:
+            self._create(commit)  # none yet, or one a killed git left locked: start it afresh
         self._link_shared()
         return self.path
+
+    def _create(self, commit: str) -> None:
+        shutil.rmtree(self.path, ignore_errors=True)
+        self._git(self.live.path, "worktree", "prune", pinned=self.live.path)
+        self._git(
+            self.live.path,
+            "worktree",
+            "add",
+            "--quiet",
+            "--detach",
+            "--force",
+            str(self.path),
+            commit,
+            pinned=self.live.path,
+        )
 
     def _link_shared(self) -> None:
         live_app = self.live.path / self.folder if self.folder else self.live.path
