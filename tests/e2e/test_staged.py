@@ -223,3 +223,38 @@ def test_staged_in_a_monorepo_with_a_job_repository_and_a_rollback(
     wait_until(lambda: sampler.get() == "v1", 30, what="the rollback to be served")
     wait_until(lambda: len(marks(tmp_path, "pre-start", first)) == 2, 10, what="the rollback's PRE_DEPLOY")
     wait_until(lambda: status(stack)["processed"] == first, 10, what="the rollback processed")
+
+
+def test_staged_replicas_run_pre_deploy_once_and_neither_serves_the_commit_before_it_passed(
+    tmp_path, remote: GitRemote, stack_factory
+):
+    ports = {"web-0": free_port(), "web-1": free_port()}
+    first = remote.commit(site("v1"))
+    stacks = {
+        name: stack_factory(
+            remote, INSTANCE_ID=name, DEPLOYMENT_ID="shop", **env(tmp_path, "staged", port, PRE_SECONDS="1.5")
+        )
+        for name, port in ports.items()
+    }
+    for port in ports.values():
+        wait_until(lambda port=port: Sampler(port).get() == "v1", 60, what="both replicas to serve v1")
+    samplers = {name: Sampler(port) for name, port in ports.items()}
+    for sampler in samplers.values():
+        sampler.__enter__()
+    try:
+        second = remote.commit(site("v2"))
+        for sampler in samplers.values():
+            wait_until(lambda s=sampler: s.get() == "v2", 40, what="both replicas to serve v2")
+    finally:
+        for sampler in samplers.values():
+            sampler.__exit__()
+    runs = marks(tmp_path, "pre-start", second)
+    assert len(runs) == 1, f"PRE_DEPLOY ran {len(runs)} times for one commit"
+    start, end = float(runs[0][0]), float(marks(tmp_path, "pre-end", second)[0][0])
+    for name, sampler in samplers.items():
+        assert sampler.between(start, end) == {"v1"}, f"{name} served the commit during its PRE_DEPLOY"
+    wait_until(lambda: marks(tmp_path, "post", second), 30, what="the POST_DEPLOY (scope once)")
+    assert len(marks(tmp_path, "post", second)) == 1
+    for stack in stacks.values():
+        assert run_git("rev-parse", "HEAD", cwd=Path(stack.env["WORKSPACE_PATH"])) == second
+    assert first != second
