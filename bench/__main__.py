@@ -7,7 +7,7 @@ template's figure) and writes the figures as JSON::
     python -m bench                  # full run, several minutes
     python -m bench --quick          # a tiny version in seconds (the CI smoke test)
     python -m bench --json out.json  # JSON here instead of bench/results/<timestamp>.json
-    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot, steer
+    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot, steer, serving
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import boot, idle, job_overhead, latency, steering
+from bench import boot, idle, job_overhead, latency, serving, steering
 from bench.deploys import launch
 from bench.report import Figure, describe, machine, markdown_table, write_json
 from bench.stack import ROOT, BenchError, GitRemote, RedisServer, Workdir
 
-GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot", "steer")
+GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot", "steer", "serving")
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,35 @@ class Plan:
     idle_seconds: float
     overhead: int
     boots: int
-    steering: int = 5
+    serving: int  # trials per strategy and PRE_DEPLOY duration
+    absorbed: int  # commits pushed one after the other, with and without the path filter
+    steering: int  # trials of hotreload resume and of hotreload cancel
 
 
-FULL = Plan(interval_1=20, interval_5=10, webhook=20, bursts=3, idle_seconds=60, overhead=30, boots=5)
-QUICK = Plan(interval_1=3, interval_5=1, webhook=2, bursts=1, idle_seconds=3, overhead=5, boots=1, steering=1)
+FULL = Plan(
+    interval_1=20,
+    interval_5=10,
+    webhook=20,
+    bursts=3,
+    idle_seconds=60,
+    overhead=30,
+    boots=5,
+    serving=10,
+    absorbed=20,
+    steering=5,
+)
+QUICK = Plan(
+    interval_1=3,
+    interval_5=1,
+    webhook=2,
+    bursts=1,
+    idle_seconds=3,
+    overhead=5,
+    boots=1,
+    serving=1,
+    absorbed=3,
+    steering=1,
+)
 
 
 def median_at_most(limit: float) -> Callable[[Figure], bool]:
@@ -290,6 +314,8 @@ def run(plan: Plan, groups: set[str], root: Path) -> tuple[list[Figure], list[di
                     st.cancel_to_gone,
                 ),
             ]
+        if "serving" in groups:
+            figures += serving.serving_figures(root, remote, server, plan.serving, plan.absorbed)
     finally:
         server.stop()
     return figures, processes

@@ -106,6 +106,8 @@ def fmt(value: float, unit: str) -> str:
         return "yes" if value else "no"
     if unit == "runs":
         return f"{value:g}"
+    if unit.endswith("/min"):
+        return f"{value:.1f} {unit}"
     return f"{value:g} {unit}"
 
 

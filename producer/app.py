@@ -2,7 +2,9 @@
 
 It starts the app only once the poller says the boot PRE_DEPLOY succeeded, keeps the
 container up when the app exits (so it can be debugged), and starts it again when the
-next commit is deployed (or restarts it on every deploy with DEV_RESTART_ON_DEPLOY)::
+next commit is deployed; it restarts it on every deploy with DEV_RESTART_ON_DEPLOY, and after
+a deploy whose commit changed DEV_RESTART_WHEN_CHANGED's paths (``deployed <sha> restart``,
+as the planner decided)::
 
     AppSupervisor(settings).run()
 
@@ -87,12 +89,20 @@ class AppSupervisor:
             self.process = None
 
     def handle(self, event: str) -> None:
-        verb, _, commit = event.partition(" ")
+        verb, _, rest = event.partition(" ")
+        commit, _, flag = rest.partition(" ")
         if verb not in ("start", "deployed"):
             return
-        if self.process is not None and verb == "deployed" and self.settings.DEV_RESTART_ON_DEPLOY:
-            say(f"Restarting the app for commit {commit[:7]} (DEV_RESTART_ON_DEPLOY)")
-            self.stop_app()
+        if self.process is not None and verb == "deployed":
+            if self.settings.DEV_RESTART_ON_DEPLOY:
+                say(f"Restarting the app for commit {commit[:7]} (DEV_RESTART_ON_DEPLOY)")
+                self.stop_app()
+            elif flag == "restart":
+                say(
+                    f"Restarting the app for commit {commit[:7]}: it changes "
+                    f"{self.settings.DEV_RESTART_WHEN_CHANGED} (DEV_RESTART_WHEN_CHANGED)"
+                )
+                self.stop_app()
         if self.process is None:
             self.start_app(commit)
 

@@ -91,6 +91,34 @@ def _relative_folder(text: str | None) -> str | None:
     return "/".join(part for part in parts if part not in ("", ".")) or None
 
 
+def split_list(text: str | None) -> tuple[str, ...]:
+    """A normalised comma-separated setting (``"prisma/, migrations/"``) as its items."""
+    return tuple(item.strip() for item in (text or "").split(",") if item.strip())
+
+
+def _pathspecs(text: str | None) -> str | None:
+    """Git pathspecs relative to the app folder: no absolute path, no ``..``; joined by ", "."""
+    if text is None:
+        return None
+    if has_control(text):
+        fail("must not contain control characters")
+    items = split_list(text)
+    for item in items:
+        if item.startswith("/"):
+            fail("must be comma-separated paths relative to the app folder, not absolute paths")
+        if ".." in item.split("/"):
+            fail("must not contain '..': paths stay inside the app folder")
+    return ", ".join(items) or None
+
+
+def _folders(text: str | None) -> str | None:
+    """Comma-separated relative folders, each normalised like a single folder; joined by ", "."""
+    if text is None:
+        return None
+    folders = [_relative_folder(item) for item in text.split(",") if item.strip()]
+    return ", ".join(folder for folder in folders if folder) or None
+
+
 def _absolute_path(value: Path) -> Path:
     text = str(value)
     if has_control(text):
@@ -166,12 +194,19 @@ Identifier = Annotated[
 ]
 Secret = Annotated[SecretStr, AfterValidator(_printable)]
 Folder = Annotated[str | None, AfterValidator(_relative_folder)]
+#: Comma-separated git pathspecs relative to the app folder (``PRE_DEPLOY_WHEN_CHANGED``).
+Pathspecs = Annotated[str | None, AfterValidator(_pathspecs)]
+#: Comma-separated folders relative to the app folder (``STAGED_SHARED_PATHS``).
+Folders = Annotated[str | None, AfterValidator(_folders)]
 AbsolutePath = Annotated[Path, AfterValidator(_absolute_path)]
 Branch = Annotated[str, AfterValidator(_branch)]
 GitUrl = Annotated[str, AfterValidator(_git_url)]
 RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 Host = Annotated[str, AfterValidator(_host)]
 Scope = Annotated[Literal["once", "each"], BeforeValidator(_lower), explain("must be one of once, each")]
+Strategy = Annotated[
+    Literal["in-place", "staged"], BeforeValidator(_lower), explain("must be one of in-place, staged")
+]
 LogLevel = Annotated[
     Literal["debug", "info", "warning", "error"],
     BeforeValidator(_lower),

@@ -1,7 +1,8 @@
-"""The act side of the poller: carries out the planner's Deploy, Follow and StartApp.
+"""The act side of the poller: carries out the planner's Deploy, SkipPre, GoLive, Follow and StartApp.
 
-It moves the workspace, builds the job specs and hands them to the state writer; it
-decides nothing (the planner did)::
+It moves the workspace (in place: before PRE_DEPLOY; staged: it prepares the staging
+checkout, and moves the workspace on ``GoLive`` once PRE_DEPLOY passed there), builds the
+job specs and hands them to the state writer; it decides nothing (the planner did)::
 
     deployer = Deployer(settings, state, replicas, workspace, report)
     deployer.deploy(Deploy(sha, attempt=1, reason="new commit"), seen, booting=False, boot=3)
@@ -9,6 +10,7 @@ decides nothing (the planner did)::
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 from producer import planner
@@ -50,7 +52,10 @@ class Deployer:
                 return False  # a replica took it between the look and the claim: the next look decides
         previous = seen.processed
         try:
-            self.workspace.move_to(action.commit)
+            if self.workspace.staged:
+                self.workspace.stage(action.commit)  # the workspace stays on the live commit
+            else:
+                self.workspace.move_to(action.commit)
             pre, post = self.workspace.deploy_specs(
                 action.commit,
                 previous,
@@ -59,9 +64,13 @@ class Deployer:
                 seq=self.state.next_seq(),
                 lease=lease.value if lease else "",
                 rollback=action.rollback,
+                post_wanted=action.post,
+                restart=action.restart,
             )
             if pre is None:
-                self.state.deployed_without_pre(action.commit, post)
+                if self.workspace.staged:
+                    self.workspace.move_to(action.commit, update_jobs=False)
+                self.state.deployed_without_pre(action.commit, post, action.restart)
                 say(f"[INFO] Commit {action.commit[:7]} deployed (no PRE_DEPLOY_COMMAND configured)")
                 self.report.state("post_deploy" if post else "running", processed=action.commit)
                 return True
@@ -72,6 +81,7 @@ class Deployer:
         self.replicas.hand_over(job)
         if self.on_started is not None:
             self.on_started(action.commit, action.attempt)
+        self._post_skipped(action.commit, action.post)
         kind = "rollback " if action.rollback else ""
         say(
             f"[INFO] Deploying {kind}commit {action.commit[:7]}: PRE_DEPLOY queued (attempt {action.attempt})"
@@ -80,6 +90,48 @@ class Deployer:
             say(f"[INFO] Running the initial PRE_DEPLOY for commit {action.commit[:7]} before the app starts")
         self.report.state("pre_deploy", processed=previous or "")
         return True
+
+    def skip_pre(self, action: planner.SkipPre, seen: planner.Observed, boot: int) -> None:
+        """None of PRE_DEPLOY_WHEN_CHANGED's paths changed: live at once (either strategy), the skip recorded."""
+        self.report.acted()
+        self.workspace.move_to(action.commit)
+        pre, post = self.workspace.deploy_specs(
+            action.commit,
+            seen.processed,
+            1,
+            boot=boot,
+            seq=self.state.next_seq(),
+            lease="",
+            rollback=action.rollback,
+            post_wanted=action.post,
+            restart=action.restart,
+        )
+        assert pre is not None, "the planner skips only a configured PRE_DEPLOY"
+        if self.workspace.staged:
+            pre = dataclasses.replace(pre, checkout=pre.workspace)  # nothing was staged
+        reason = f"nothing changed under {', '.join(action.watched)}"
+        self.state.pre_skipped(pre, post, reason)
+        say(f"[INFO] PRE_DEPLOY skipped for commit {action.commit[:7]}: {reason}")
+        self._post_skipped(action.commit, action.post)
+        self.report.state("post_deploy" if post else "running", processed=action.commit)
+
+    def go_live(self, action: planner.GoLive) -> None:
+        """Staged: PRE_DEPLOY passed in the staging checkout; the workspace moves to the commit, then POST_DEPLOY."""
+        self.report.acted()
+        self.workspace.move_to(action.commit, update_jobs=False)
+        post = self.state.went_live(action.commit)
+        if post is False:
+            return
+        then = "; POST_DEPLOY queued" if post else ""
+        say(f"[INFO] Workspace moved to commit {action.commit[:7]} (its staged PRE_DEPLOY succeeded){then}")
+        self.report.state("post_deploy" if post else "running", processed=action.commit)
+
+    def _post_skipped(self, commit: str, wanted: bool) -> None:
+        post = self.settings.job(JobKind.POST)
+        if not wanted and post.enabled:
+            say(
+                f"[INFO] POST_DEPLOY skipped for commit {commit[:7]}: nothing changed under {post.when_changed}"
+            )
 
     def follow(self, action: planner.Follow, seen: planner.Observed, booting: bool, boot: int) -> None:
         """A replica's PRE_DEPLOY of the commit succeeded: live here without running it again."""
@@ -91,7 +143,7 @@ class Deployer:
             post = self.workspace.spec(
                 JobKind.POST, action.commit, seen.processed, 1, boot=boot, seq=self.state.next_seq()
             )
-        self.state.deployed_without_pre(action.commit, post)
+        self.state.deployed_without_pre(action.commit, post, action.restart)
         say(
             f"[INFO] Commit {action.commit[:7]} deployed: PRE_DEPLOY succeeded on instance "
             f"{action.instance or '?'} (not run again here)"

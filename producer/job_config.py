@@ -13,13 +13,14 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.dataclasses import dataclass
 
-from producer.config_types import Folder, GitUrl, Text, TimeoutSeconds
+from producer.config_types import Folder, GitUrl, Pathspecs, Text, TimeoutSeconds, split_list
 from workers.contract import JobKind
 
 JOB_PREFIXES = tuple(kind.value for kind in JobKind)
 #: The job kinds' repository variables, which may hold a token.
 JOB_URL_FIELDS = tuple(f"{prefix}_REPO_URL" for prefix in JOB_PREFIXES)
 DEFAULT_TIMEOUT = 300
+_WHEN_HELP = "Run the job only for commits that change these paths (git pathspecs, app folder; unset: always)"
 _TIMEOUT_HELP = "Maximum run time of the job in seconds; then SIGTERM, then SIGKILL after KILL_GRACE"
 
 
@@ -37,10 +38,16 @@ class JobConfig:
     folder: Folder = None
     repo_url: GitUrl | None = None
     timeout: TimeoutSeconds = DEFAULT_TIMEOUT
+    when_changed: Pathspecs = None
 
     @property
     def enabled(self) -> bool:
         return self.command is not None
+
+    @property
+    def watched(self) -> tuple[str, ...]:
+        """The pathspecs of ``*_WHEN_CHANGED`` (empty: the job runs for every commit)."""
+        return split_list(self.when_changed)
 
 
 class JobSettings(BaseModel):
@@ -58,6 +65,7 @@ class JobSettings(BaseModel):
         default=None, description="Separate repository holding the PRE_DEPLOY job (unset: the app repository)"
     )
     PRE_DEPLOY_TIMEOUT: TimeoutSeconds = Field(default=DEFAULT_TIMEOUT, description=_TIMEOUT_HELP)
+    PRE_DEPLOY_WHEN_CHANGED: Pathspecs = Field(default=None, description=_WHEN_HELP)
     POST_DEPLOY_COMMAND: Text | None = Field(
         default=None, description="Command run after a commit went live; a failure is only logged (lenient)"
     )
@@ -69,6 +77,7 @@ class JobSettings(BaseModel):
         description="Separate repository holding the POST_DEPLOY job (unset: the app repository)",
     )
     POST_DEPLOY_TIMEOUT: TimeoutSeconds = Field(default=DEFAULT_TIMEOUT, description=_TIMEOUT_HELP)
+    POST_DEPLOY_WHEN_CHANGED: Pathspecs = Field(default=None, description=_WHEN_HELP)
     FAILED_DEPLOY_COMMAND: Text | None = Field(
         default=None, description="Command run when the PRE_DEPLOY of a commit fails"
     )
@@ -90,6 +99,7 @@ class JobSettings(BaseModel):
             getattr(self, f"{prefix}_FOLDER"),
             getattr(self, f"{prefix}_REPO_URL"),
             getattr(self, f"{prefix}_TIMEOUT"),
+            getattr(self, f"{prefix}_WHEN_CHANGED", None),
         )
 
 
@@ -99,6 +109,6 @@ def job_presence_problems(values: Mapping[str, Any]) -> list[str]:
         f"{prefix}_{suffix}: set without {prefix}_COMMAND"
         for prefix in JOB_PREFIXES
         if f"{prefix}_COMMAND" not in values
-        for suffix in ("FOLDER", "REPO_URL")
+        for suffix in ("FOLDER", "REPO_URL", "WHEN_CHANGED")
         if f"{prefix}_{suffix}" in values
     ]

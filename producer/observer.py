@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from producer.changes import ChangeWatch
 from producer.planner import Busy, Failure, Observed, Pin, Replica, RunRequest
 from producer.replicas import Replicas
 from producer.settings import Settings
@@ -37,6 +38,7 @@ class Observer:
         self.boot_tried: str | None = None
         self.control: dict[str, str] = {}  # the deployment's steering as last read
         self.run_request: RunRequest | None = None  # set by the poller from its command bus
+        self.watch = ChangeWatch(settings, workspace.app)
 
     def observe(self, booting: bool, look: bool) -> Observed:
         head = self.source.look() if look else self.source.head
@@ -76,11 +78,12 @@ class Observer:
             )
             if booting and holder is not None and holder.commit == target:
                 self.boot_tried = target  # its outcome stands for this boot's own attempt
+        processed = tracker.processed()
         return Observed(
             now=time.time(),
             booting=booting,
             head=head,
-            processed=tracker.processed(),
+            processed=processed,
             workspace=self.workspace.head(),
             busy=Busy(busy[0].value, busy[1]) if busy else None,
             failure=failure,
@@ -93,4 +96,6 @@ class Observer:
             run_request=self.run_request,
             interval=float(self.settings.GITHUB_SYNC_INTERVAL),
             backoff_max=float(self.settings.RETRY_BACKOFF_MAX),
+            changes=self.watch.changes(processed, target) if busy is None else self.watch.changes(None, None),
+            going_live=tracker.going_live(),
         )

@@ -10,17 +10,57 @@ of a table of cases (tests/unit/test_planner.py)::
         case Wait(until=t): ...                 # nothing before t (back-off, a replica's run)
 
 The rules, in order: a job of this instance is queued or running -> wait for it; a job asked
-for by ``hotreload run`` -> run it (a PRE_DEPLOY not beside a replica's); the
-target (the pinned commit, else the branch head) is live -> nothing (at boot: start the
-app); paused -> nothing; a replica's PRE_DEPLOY of the target succeeded -> follow it;
-its PRE_DEPLOY failed -> retry after the back-off (at boot: at once, once; a second failure
-exits 1 only when no good commit is known); cancelled -> hold until a new commit or a
-sync; a replica holds the PRE_DEPLOY lease -> wait; else deploy the target.
+for by ``hotreload run`` -> run it (a PRE_DEPLOY not beside a replica's); a staged
+PRE_DEPLOY of the live commit succeeded -> move the workspace to it (``GoLive``: the
+POST_DEPLOY is queued only then, so it runs on the moved workspace); the target (the
+pinned commit, else the branch head) is live -> nothing (at boot: start the app); paused ->
+nothing; a replica's PRE_DEPLOY of the target succeeded -> follow it; its PRE_DEPLOY failed
+-> retry after the back-off (at boot: at once, once; a second failure exits 1 only when no
+good commit is known); cancelled -> hold until a new commit or a sync; the target changes
+none of PRE_DEPLOY_WHEN_CHANGED's paths -> live at once, its PRE_DEPLOY recorded as
+skipped (``SkipPre``); a replica holds the PRE_DEPLOY lease -> wait; else deploy the target.
+Which watched paths the target changes is observed (``Changes``, from git diff), not
+looked up here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+
+from producer.plan_actions import (
+    Action,
+    BootFailed,
+    Deploy,
+    Follow,
+    GoLive,
+    Restore,
+    RunJob,
+    SkipPre,
+    StartApp,
+    Wait,
+)
+
+__all__ = [
+    "Action",
+    "BootFailed",
+    "Busy",
+    "Changes",
+    "Deploy",
+    "Failure",
+    "Follow",
+    "GoLive",
+    "Observed",
+    "Pin",
+    "Replica",
+    "Restore",
+    "RunJob",
+    "RunRequest",
+    "SkipPre",
+    "StartApp",
+    "Wait",
+    "backoff_delay",
+    "plan",
+]
 
 #: Seconds between two looks while another replica runs a PRE_DEPLOY.
 REPLICA_RECHECK = 0.5
@@ -73,6 +113,21 @@ class RunRequest:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What the target changes since the live commit, against the ``*_WHEN_CHANGED`` pathspecs.
+
+    ``pre``/``post``: the job is wanted (no pathspecs set, a watched path changed, or no
+    comparison is possible: first boot, unknown or unrelated history). ``restart``:
+    DEV_RESTART_WHEN_CHANGED is set and one of its paths changed (or no comparison).
+    """
+
+    pre: bool = True
+    post: bool = True
+    restart: bool = False
+    pre_watched: tuple[str, ...] = ()  # PRE_DEPLOY_WHEN_CHANGED, for the skip line
+
+
+@dataclass(frozen=True)
 class Observed:
     """Everything the decision depends on, read by the poller at the start of a cycle."""
 
@@ -92,68 +147,8 @@ class Observed:
     run_request: RunRequest | None = None
     interval: float = 30.0
     backoff_max: float = 600.0
-
-
-# -- actions ---------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Deploy:
-    """Check out ``commit`` and run its PRE_DEPLOY (attempt ``attempt``), then its POST_DEPLOY."""
-
-    commit: str
-    attempt: int
-    reason: str
-    rollback: bool = False
-
-
-@dataclass(frozen=True)
-class Follow:
-    """A replica's PRE_DEPLOY of ``commit`` succeeded: make it live here without running it again."""
-
-    commit: str
-    instance: str
-
-
-@dataclass(frozen=True)
-class Restore:
-    """Put the workspace back at the live commit (a failed or abandoned deploy moved it)."""
-
-    commit: str
-
-
-@dataclass(frozen=True)
-class StartApp:
-    """End of boot: start the app on the live commit."""
-
-    commit: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Wait:
-    """Nothing to do before ``until`` (epoch seconds; None: until something changes)."""
-
-    reason: str
-    until: float | None = None
-
-
-@dataclass(frozen=True)
-class RunJob:
-    """``hotreload run``: the job of ``kind`` now, for ``commit`` (PRE: the checkout; POST: the live one)."""
-
-    kind: str
-    commit: str
-    token: str
-
-
-@dataclass(frozen=True)
-class BootFailed:
-    """First boot, no good commit known, and the target's PRE_DEPLOY failed: the container exits 1."""
-
-    commit: str
-    reason: str
-
-
-Action = Deploy | Follow | Restore | StartApp | Wait | BootFailed | RunJob
+    changes: Changes = field(default_factory=Changes)  # of the target since the live commit
+    going_live: str | None = None  # a staged PRE_DEPLOY succeeded; the workspace is not moved yet
 
 
 def backoff_delay(attempts: int, base: float, cap: float) -> float:
@@ -188,6 +183,8 @@ def plan(seen: Observed) -> Action:
     target = seen.pin.commit if seen.pin else seen.head
     if seen.busy is not None:
         return Wait(f"{seen.busy.kind} of commit {_short(seen.busy.commit)} is queued or running")
+    if seen.going_live is not None and seen.going_live == seen.processed:
+        return GoLive(seen.going_live)
     if seen.run_request is not None and not seen.booting:
         return _run(seen, seen.run_request)
     if target is None:
@@ -206,7 +203,7 @@ def plan(seen: Observed) -> Action:
             return _idle(seen, f"deploys are paused; commit {_short(target)} waits")
     rollback = bool(seen.pin and seen.pin.rollback)
     if seen.replica.current and seen.replica.succeeded and not rollback:
-        return Follow(target, seen.replica.instance)
+        return Follow(target, seen.replica.instance, restart=seen.changes.restart)
     failure = _failure(target, seen)
     attempt = 1
     if failure is not None:
@@ -227,6 +224,9 @@ def plan(seen: Observed) -> Action:
             due = failure.failed_at + backoff_delay(failure.attempts, seen.interval, seen.backoff_max)
             if seen.now < due:
                 return _idle(seen, f"PRE_DEPLOY of commit {_short(target)} failed; retry due", due)
+    changes = seen.changes
+    if seen.pre_configured and not changes.pre:
+        return SkipPre(target, changes.pre_watched, changes.post, changes.restart, rollback)
     if seen.pre_configured and seen.lease_holder is not None:
         return _idle(
             seen,
@@ -234,7 +234,7 @@ def plan(seen: Observed) -> Action:
             seen.now + REPLICA_RECHECK,
         )
     why = "pinned" if seen.pin else "new commit" if failure is None else "retry"
-    return Deploy(target, attempt, why, rollback=rollback)
+    return Deploy(target, attempt, why, rollback, changes.post, changes.restart)
 
 
 def _run(seen: Observed, request: RunRequest) -> Action:

@@ -111,6 +111,10 @@ class Poller:
             case planner.Deploy():
                 if self.deployer.deploy(action, seen, self.booting, self.boot_number) and self.booting:
                     self.observer.boot_tried = action.commit
+            case planner.SkipPre():
+                self.deployer.skip_pre(action, seen, self.boot_number)
+            case planner.GoLive():
+                self.deployer.go_live(action)
             case planner.Follow():
                 self.deployer.follow(action, seen, self.booting, self.boot_number)
             case planner.Restore():

@@ -50,7 +50,7 @@ from producer.git_url import parse_git_url
 from producer.job_config import JOB_URL_FIELDS, JobConfig, JobSettings, job_presence_problems
 from producer.redis_url import mask_redis_url, redis_password
 from producer.service_settings import ServiceSettings, pairing_problems
-from producer.source_settings import SourceSettings
+from producer.source_settings import SourceSettings, strategy_problems
 from producer.status_settings import StatusSettings, status_problems
 from producer.url_parts import MASK, UrlProblem
 from workers.contract import DeployKeys
@@ -115,6 +115,7 @@ class Settings(ServiceSettings, StatusSettings, JobSettings, SourceSettings, Bas
             *pairing_problems(values),
             *_token_problems(values, tokens),
             *status_problems(values, tokens),
+            *strategy_problems(values),
         ]
         try:
             model: Settings = handler(values)

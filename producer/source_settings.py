@@ -2,11 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from producer.config_types import AbsolutePath, Branch, Flag, Folder, GitUrl, Seconds, Secret, Text
+from producer.config_types import (
+    AbsolutePath,
+    Branch,
+    Flag,
+    Folder,
+    Folders,
+    GitUrl,
+    Pathspecs,
+    Seconds,
+    Secret,
+    Strategy,
+    Text,
+    split_list,
+)
 
 
 class SourceSettings(BaseModel):
@@ -40,6 +55,18 @@ class SourceSettings(BaseModel):
         default=False,
         description="Restart the app after each deploy (default: its dev server reloads itself)",
     )
+    DEV_RESTART_WHEN_CHANGED: Pathspecs = Field(
+        default=None,
+        description="Restart the app after a deploy that changes these paths (git pathspecs, app folder)",
+    )
+    DEPLOY_STRATEGY: Strategy = Field(
+        default="in-place",
+        description="in-place: PRE_DEPLOY runs in the workspace; staged: in a checkout beside it, live after",
+    )
+    STAGED_SHARED_PATHS: Folders = Field(
+        default=None,
+        description="Folders of the app the staging checkout links to (unset: the workspace's ignored ones)",
+    )
 
     @property
     def app_dir(self) -> Path:
@@ -47,3 +74,19 @@ class SourceSettings(BaseModel):
         if self.GITHUB_REPO_FOLDER:
             return self.WORKSPACE_PATH / self.GITHUB_REPO_FOLDER
         return self.WORKSPACE_PATH
+
+    @property
+    def restart_paths(self) -> tuple[str, ...]:
+        return split_list(self.DEV_RESTART_WHEN_CHANGED)
+
+    @property
+    def shared_paths(self) -> tuple[str, ...]:
+        return split_list(self.STAGED_SHARED_PATHS)
+
+
+def strategy_problems(values: Mapping[str, Any]) -> list[str]:
+    """STAGED_SHARED_PATHS means nothing without the staged strategy."""
+    strategy = str(values.get("DEPLOY_STRATEGY", "")).strip().lower()
+    if "STAGED_SHARED_PATHS" in values and strategy != "staged":
+        return ["STAGED_SHARED_PATHS: set without DEPLOY_STRATEGY=staged"]
+    return []

@@ -1,10 +1,13 @@
 """The workspace: the app's checkout and the job repositories' checkouts, and the job specs built on them.
 
-Outside a deploy the workspace shows the live (processed) commit; a deploy moves it to the
-new commit before PRE_DEPLOY runs, and ``restore`` puts it back when that deploy failed::
+Outside a deploy the workspace shows the live (processed) commit. In place (the default),
+a deploy moves it to the new commit before PRE_DEPLOY runs, and ``restore`` puts it back
+when that deploy failed; staged (``DEPLOY_STRATEGY=staged``), PRE_DEPLOY runs in the staging
+checkout beside it (``producer.staging``) and the workspace moves only once it succeeded::
 
     workspace = Workspace(settings)
     workspace.move_to(sha)                       # checks out sha, updates the job repositories
+    workspace.stage(sha)                         # staged: the staging checkout at sha instead
     pre = workspace.spec(JobKind.PRE, sha, previous, attempt=1, boot=3, seq=17)
 """
 
@@ -15,6 +18,7 @@ from pathlib import Path
 
 from producer.git_sync import GitCheckout, GitSyncError
 from producer.settings import Settings
+from producer.staging import Staging
 from workers.console import say
 from workers.contract import JobKind, JobSpec
 
@@ -38,6 +42,8 @@ class Workspace:
             if job.enabled and job.repo_url:
                 path = Path(str(settings.WORKSPACE_PATH) + ".jobs") / kind.slug
                 self.jobs[kind] = GitCheckout(job.repo_url, path, None, settings.token, secrets)
+        self.staged = settings.DEPLOY_STRATEGY == "staged"
+        self.staging = Staging(settings, self.app)
 
     def head(self) -> str | None:
         return self.app.head() if self.app.is_cloned() else None
@@ -51,6 +57,15 @@ class Workspace:
             self.app.checkout(commit)
         if update_jobs:
             self.update_jobs()
+
+    def stage(self, commit: str) -> None:
+        """Staged: the staging checkout at ``commit`` (fetched first when it is not here); the workspace stays."""
+        try:
+            self.staging.prepare(commit)
+        except GitSyncError:
+            self.app.fetch_commit(commit)
+            self.staging.prepare(commit)
+        self.update_jobs()
 
     def restore(self, processed: str) -> None:
         """Back at the live commit (after a failed, cancelled or abandoned deploy)."""
@@ -86,12 +101,15 @@ class Workspace:
         generation: int = 0,
         lease: str = "",
         extra_env: dict[str, str] | None = None,
+        staged: bool = False,
+        restart: bool = False,
     ) -> JobSpec | None:
-        """The job of ``kind`` for ``commit`` as configured (None: no such job)."""
+        """The job of ``kind`` for ``commit`` as configured (None: no such job); ``staged``: in the staging checkout."""
         job = self.settings.job(kind)
         if not job.enabled or not job.command:
             return None
-        base = self.jobs[kind].path if kind in self.jobs else self.settings.app_dir
+        app_dir = self.staging.app_dir if staged else self.settings.app_dir
+        base = self.jobs[kind].path if kind in self.jobs else app_dir
         cwd = base / job.folder if job.folder else base
         return JobSpec(
             kind=kind,
@@ -111,6 +129,9 @@ class Workspace:
             once=kind is JobKind.POST and self.settings.POST_DEPLOY_SCOPE == "once",
             seq=seq,
             extra_env=dict(extra_env or {}),
+            strategy=self.settings.DEPLOY_STRATEGY,
+            checkout=str(self.staging.path if staged else self.app.path),
+            restart_app=restart,
         )
 
     def manual_spec(
@@ -140,14 +161,32 @@ class Workspace:
         seq: int,
         lease: str,
         rollback: bool,
+        post_wanted: bool = True,
+        restart: bool = False,
     ) -> tuple[JobSpec | None, JobSpec | None]:
-        """PRE_DEPLOY with its POST_DEPLOY and FAILED_DEPLOY inside (PRE None: none configured), and POST."""
+        """PRE_DEPLOY with its POST_DEPLOY and FAILED_DEPLOY inside (PRE None: none configured), and POST.
+
+        Staged, PRE_DEPLOY and FAILED_DEPLOY run in the staging checkout, POST_DEPLOY in the workspace.
+        """
         env = {"DEPLOY_ROLLBACK": "1"} if rollback else {}
+        staged = self.staged
 
-        def build(kind: JobKind, lease: str = "") -> JobSpec | None:
-            return self.spec(kind, commit, previous, attempt, boot=boot, seq=seq, lease=lease, extra_env=env)
+        def build(kind: JobKind, lease: str = "", staged: bool = False) -> JobSpec | None:
+            return self.spec(
+                kind,
+                commit,
+                previous,
+                attempt,
+                boot=boot,
+                seq=seq,
+                lease=lease,
+                extra_env=env,
+                staged=staged,
+                restart=restart and kind is JobKind.PRE,
+            )
 
-        post, failed, pre = build(JobKind.POST), build(JobKind.FAILED), build(JobKind.PRE, lease)
+        post = build(JobKind.POST) if post_wanted else None
+        failed, pre = build(JobKind.FAILED, staged=staged), build(JobKind.PRE, lease, staged=staged)
         if pre is not None:
             pre = dataclasses.replace(
                 pre,

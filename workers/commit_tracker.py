@@ -119,6 +119,10 @@ class CommitTracker:
         """Changes whenever the processed commit is set: part of the dedup key of the next deploy."""
         return int(_text(self.connection.get(self.keys.generation)) or 0)
 
+    def going_live(self) -> str | None:
+        """The commit whose staged PRE_DEPLOY succeeded while the workspace still shows the one before."""
+        return _text(self.connection.hget(self.keys.going_live, "commit"))
+
     # -- the branch head as last seen by the poller ---------------------------
     def head(self) -> str | None:
         return _text(self.connection.get(self.keys.head))

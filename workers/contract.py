@@ -81,10 +81,21 @@ class JobSpec:
     # same atomic step: the POST_DEPLOY on success, the FAILED_DEPLOY on failure (spec dicts).
     post: dict[str, Any] | None = None
     failed: dict[str, Any] | None = None
+    # DEPLOY_STRATEGY, and where the job's commit is checked out: the workspace (in-place, and
+    # every job but a staged PRE_DEPLOY/FAILED_DEPLOY) or the staging checkout beside it.
+    strategy: str = "in-place"
+    checkout: str = ""
+    # The app restarts once this commit is live (DEV_RESTART_WHEN_CHANGED matched).
+    restart_app: bool = False
 
     @property
     def short(self) -> str:
         return self.commit[:7]
+
+    @property
+    def staged(self) -> bool:
+        """Runs in a staging checkout: the live workspace moves to the commit only after it succeeded."""
+        return bool(self.checkout) and self.checkout != self.workspace
 
     def description(self) -> str:
         """What a person sees in rq-dashboard: ``PRE_DEPLOY 1a2b3c4 bash migrate.sh``."""
@@ -99,6 +110,9 @@ class JobSpec:
             "DEPLOY_JOB": self.kind.value,
             "DEPLOY_ATTEMPT": str(self.attempt),
             "DEPLOY_INSTANCE": self.instance,
+            "DEPLOY_WORKSPACE": self.workspace,
+            "DEPLOY_CHECKOUT": self.checkout or self.workspace,
+            "DEPLOY_STRATEGY": self.strategy,
         }
         env.update(self.extra_env)
         return env
@@ -237,6 +251,11 @@ class DeployKeys:
     def reply(self, token: str) -> str:
         """List on which the poller answers one ``hotreload run`` request: the job id, or ``error: ...``."""
         return f"{self.instance_prefix}:reply:{token}"
+
+    @property
+    def going_live(self) -> str:
+        """Hash: the commit whose staged PRE_DEPLOY succeeded, waiting for the workspace to move to it."""
+        return f"{self.instance_prefix}:going_live"
 
     @property
     def control(self) -> str:

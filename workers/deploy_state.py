@@ -12,14 +12,15 @@ finds the run's outcome key set and changes nothing::
     job = state.enqueue_deploy(pre_spec)           # POST/FAILED travel inside it
     state.pre_succeeded(job.id, pre_spec)         # processed + record + POST_DEPLOY queued, at once
 
-What follows a PRE_DEPLOY is enqueued by its outcome's transition, never as an RQ dependent
+The transitions of a skipped PRE_DEPLOY and of a staged deploy's move are in
+``workers.live_steps`` (``pre_skipped``, ``went_live``), part of this class. What follows a
+PRE_DEPLOY is enqueued by its outcome's transition, never as an RQ dependent
 enqueued in a second round trip: a PRE_DEPLOY that fails at once cannot leave a POST_DEPLOY
 waiting in RQ's deferred registry.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -27,9 +28,9 @@ from rq import Queue
 from rq.callbacks import Callback
 from rq.job import Job
 
-from workers.commit_tracker import RUN_HISTORY, CommitTracker, commit_outcome_ops
+from workers.commit_tracker import CommitTracker, commit_outcome_ops
 from workers.contract import DeployKeys, JobKind, JobSpec, Outcome
-from workers.run_stats import add_run
+from workers.live_steps import LiveSteps, run_ops
 
 RESULT_TTL = 7 * 24 * 3600
 # RQ's own timeout is only a backstop behind the runner's, which owns the process tree.
@@ -49,7 +50,7 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-class DeployState:
+class DeployState(LiveSteps):
     """Reads what the planner needs and writes every deploy transition of one instance."""
 
     def __init__(self, connection: Any, keys: DeployKeys):
@@ -100,12 +101,13 @@ class DeployState:
         """The PRE_DEPLOY of a deploy; its POST_DEPLOY and FAILED_DEPLOY travel inside its spec."""
         return self.enqueue(pre)
 
-    def deployed_without_pre(self, commit: str, post: JobSpec | None, note: str = "deployed") -> None:
+    def deployed_without_pre(self, commit: str, post: JobSpec | None, restart: bool = False) -> None:
         """No PRE_DEPLOY to run (none configured, or a replica ran it): live at once, POST_DEPLOY queued."""
 
         def step(pipe: Any) -> None:
             pipe.multi()
-            self._live_ops(pipe, commit, note)
+            self._processed_ops(pipe, commit)
+            self._app_event_ops(pipe, commit, restart)
             if post is not None:
                 self.enqueue(post, pipe=pipe)
 
@@ -120,8 +122,12 @@ class DeployState:
                 return False
             pipe.multi()
             self._done_ops(pipe, job_id, Outcome.SUCCEEDED.value)
-            self._live_ops(pipe, spec.commit, "deployed")
             commit_outcome_ops(pipe, self.keys, spec.commit, spec.kind, "succeeded", job_id, spec.attempt)
+            if spec.staged:
+                self._staged_ops(pipe, spec)  # the poller moves the workspace, then went_live
+                return True
+            self._processed_ops(pipe, spec.commit)
+            self._app_event_ops(pipe, spec.commit, spec.restart_app)
             if spec.post is not None:
                 self.enqueue(JobSpec.from_dict(spec.post), pipe=pipe)
             return True
@@ -191,23 +197,8 @@ class DeployState:
     # -- runs --------------------------------------------------------------------------
     def record_run(self, kind: JobKind, run_id: str, summary: dict[str, Any]) -> None:
         """Keep the run in the history and as the last run of its kind on this instance."""
-        flat = {
-            k: ("" if v is None else json.dumps(v) if isinstance(v, dict | list) else v)
-            for k, v in summary.items()
-        }
-        duration = summary.get("duration")
         with self.connection.pipeline() as pipe:
-            pipe.delete(self.keys.last_run(kind))
-            pipe.hset(self.keys.last_run(kind), mapping={"run_id": run_id, **flat})
-            pipe.zadd(self.keys.runs, {run_id: float(summary.get("started_at") or time.time())})
-            pipe.zremrangebyrank(self.keys.runs, 0, -RUN_HISTORY - 1)
-            add_run(
-                pipe,
-                self.keys,
-                kind,
-                str(summary.get("outcome") or ""),
-                float(duration) if isinstance(duration, int | float) else None,
-            )
+            run_ops(pipe, self.keys, kind, run_id, summary)
             pipe.execute()
 
     # -- the poller's own facts ---------------------------------------------------------
@@ -249,10 +240,3 @@ class DeployState:
     # -- pieces of transitions -----------------------------------------------------------
     def _done_ops(self, pipe: Any, job_id: str, outcome: str) -> None:
         pipe.set(self.keys.transition(job_id), outcome, ex=RESULT_TTL)
-
-    def _live_ops(self, pipe: Any, commit: str, event: str) -> None:
-        pipe.set(self.keys.processed, commit)
-        pipe.delete(self.keys.retry)
-        pipe.incr(self.keys.generation)
-        pipe.rpush(self.keys.app_events, f"{event} {commit}")
-        pipe.expire(self.keys.app_events, 3600)

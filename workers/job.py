@@ -83,9 +83,11 @@ def skip_reason(spec: JobSpec, tracker: CommitTracker) -> str | None:
         if processed != spec.commit:
             return f"superseded: commit {(processed or 'none')[:7]} is live now"
     if spec.kind is JobKind.PRE:
-        at = workspace_head(spec.workspace)
+        # Staged: the commit is checked out in the staging checkout, the workspace stays live.
+        at = workspace_head(spec.checkout or spec.workspace)
         if at != spec.commit:
-            return f"stale: the workspace is at {(at or 'nothing')[:7]}, not {spec.short}"
+            where = "staging checkout" if spec.staged else "workspace"
+            return f"stale: the {where} is at {(at or 'nothing')[:7]}, not {spec.short}"
     return None
 
 

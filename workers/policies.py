@@ -42,7 +42,8 @@ def strict_succeeded(job: Job, connection: Any, result: Any, *args: Any, **kwarg
     spec, state = _context(job)
     # A skipped PRE_DEPLOY records nothing: the planner decides on the commit again.
     if _outcome(job, result) == Outcome.SUCCEEDED.value and state.pre_succeeded(job.id, spec):
-        say(f"[INFO] Commit {spec.short} deployed: PRE_DEPLOY succeeded")
+        where = " in the staging checkout; the workspace moves to it next" if spec.staged else ""
+        say(f"[INFO] Commit {spec.short} deployed: PRE_DEPLOY succeeded{where}")
     release_lease(job, spec)
 
 

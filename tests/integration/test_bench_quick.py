@@ -32,6 +32,12 @@ EXPECTED = {
     "boot_job",
     "burst_pre_runs",
     "burst_final_deployed",
+    "push_to_serving_in_place_pre_0s",
+    "push_to_serving_in_place_pre_2s",
+    "push_to_serving_staged_pre_0s",
+    "push_to_serving_staged_pre_2s",
+    "absorbed_commits_per_minute_all",
+    "absorbed_commits_per_minute_filtered",
 }
 
 
@@ -42,7 +48,7 @@ def test_quick_benchmark_runs_and_writes_every_measurement(tmp_path):
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=240,
     )
     assert proc.returncode == 0, f"bench failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
     data = json.loads(out.read_text())

@@ -52,3 +52,17 @@ def test_job_ids_differ_per_boot_deploy_and_attempt() -> None:
 def test_retry_backoff_doubles_and_is_capped() -> None:
     delays = [RetryState("c", n, 100.0, "x").next_at(2.0, 30.0) - 100.0 for n in (1, 2, 3, 4, 5, 6)]
     assert delays == [2.0, 4.0, 8.0, 16.0, 30.0, 30.0]
+
+
+def test_job_env_names_the_live_workspace_the_checkout_and_the_strategy() -> None:
+    live = spec(workspace="/w/app").job_env()
+    assert (live["DEPLOY_WORKSPACE"], live["DEPLOY_CHECKOUT"], live["DEPLOY_STRATEGY"]) == (
+        "/w/app",
+        "/w/app",
+        "in-place",
+    )
+    staged = spec(workspace="/w/app", checkout="/w/app.staged", strategy="staged")
+    assert staged.staged and not spec(checkout="/w/app").staged
+    assert staged.job_env()["DEPLOY_CHECKOUT"] == "/w/app.staged"
+    assert staged.job_env()["DEPLOY_WORKSPACE"] == "/w/app"
+    assert JobSpec.from_dict(staged.to_dict()) == staged

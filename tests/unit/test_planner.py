@@ -9,15 +9,18 @@ import pytest
 from producer.planner import (
     BootFailed,
     Busy,
+    Changes,
     Deploy,
     Failure,
     Follow,
+    GoLive,
     Observed,
     Pin,
     Replica,
     Restore,
     RunJob,
     RunRequest,
+    SkipPre,
     StartApp,
     Wait,
     backoff_delay,
@@ -30,6 +33,12 @@ NOW = 1_000_000.0
 #: The loop, idle on A, head A.
 IDLE = Observed(now=NOW, booting=False, head=A, processed=A, workspace=A, interval=10, backoff_max=600)
 BOOT = dataclasses.replace(IDLE, booting=True)
+
+
+#: PRE_DEPLOY_WHEN_CHANGED=prisma/ and the target changes nothing under it (POST's paths did change).
+SOURCE_ONLY = Changes(pre=False, post=True, pre_watched=("prisma/",))
+#: A lockfile changed (DEV_RESTART_WHEN_CHANGED), the watched paths of both jobs did not.
+LOCKFILE = Changes(pre=False, post=False, restart=True, pre_watched=("prisma/",))
 
 
 def seen(base: Observed = IDLE, **changes: object) -> Observed:
@@ -208,6 +217,81 @@ CASES: list[tuple[str, Observed, object]] = [
         "run waits for the boot",
         seen(BOOT, head=B, run_request=RunRequest("PRE_DEPLOY", "t")),
         Deploy(B, 1, "new commit"),
+    ),
+    # -- path filters (*_WHEN_CHANGED, DEV_RESTART_WHEN_CHANGED) ---------------------------------
+    ("source-only commit: PRE_DEPLOY skipped", seen(head=B, changes=SOURCE_ONLY), SkipPre(B, ("prisma/",))),
+    (
+        "a watched path changed: PRE_DEPLOY runs",
+        seen(head=B, changes=Changes(pre=True, pre_watched=("prisma/",))),
+        Deploy(B, 1, "new commit"),
+    ),
+    (
+        "the skip carries POST_DEPLOY's and the restart's own answers",
+        seen(head=B, changes=LOCKFILE),
+        SkipPre(B, ("prisma/",), post=False, restart=True),
+    ),
+    (
+        "POST_DEPLOY's paths unchanged: deploy without it",
+        seen(head=B, changes=Changes(post=False)),
+        Deploy(B, 1, "new commit", post=False),
+    ),
+    (
+        "a lockfile changed: restart after the deploy",
+        seen(head=B, changes=Changes(restart=True)),
+        Deploy(B, 1, "new commit", restart=True),
+    ),
+    (
+        "a lockfile changed: restart when following a replica too",
+        seen(head=B, changes=Changes(restart=True), replica=Replica(True, True, "web-2")),
+        Follow(B, "web-2", restart=True),
+    ),
+    (
+        "a skip needs no lease",
+        seen(head=B, lease_holder="web-2", changes=SOURCE_ONLY),
+        SkipPre(B, ("prisma/",)),
+    ),
+    ("paused: a source-only commit waits too", seen(head=B, paused=True, changes=SOURCE_ONLY), Wait),
+    ("a skipped boot commit is live, then the app starts", seen(BOOT, head=B, changes=SOURCE_ONLY), SkipPre),
+    (
+        "a rollback whose paths did not change is skipped as a rollback",
+        seen(head=C, pin=Pin(B, rollback=True), changes=SOURCE_ONLY),
+        SkipPre(B, ("prisma/",), rollback=True),
+    ),
+    (
+        "retry of a failed commit whose watched paths changed",
+        seen(head=B, failure=failed(B, 1, ago=11), changes=Changes(pre=True, pre_watched=("prisma/",))),
+        Deploy(B, 2, "retry"),
+    ),
+    # -- DEPLOY_STRATEGY=staged --------------------------------------------------------------------
+    (
+        "staged PRE_DEPLOY succeeded: move the workspace to it",
+        seen(head=B, processed=B, workspace=A, going_live=B),
+        GoLive(B),
+    ),
+    (
+        "staged: the move comes before a newer head",
+        seen(head=C, processed=B, workspace=A, going_live=B),
+        GoLive(B),
+    ),
+    (
+        "staged: the move comes before starting the app",
+        seen(BOOT, head=B, processed=B, going_live=B),
+        GoLive(B),
+    ),
+    (
+        "staged: the PRE_DEPLOY job still ends first",
+        seen(head=B, processed=B, going_live=B, busy=Busy("PRE_DEPLOY", B)),
+        Wait,
+    ),
+    (
+        "staged: a move of a commit no longer live is not made",
+        seen(head=A, processed=A, workspace=A, going_live=B),
+        Wait("commit aaaaaaa is live"),
+    ),
+    (
+        "staged PRE_DEPLOY failed: the workspace never moved, nothing to restore",
+        seen(head=B, workspace=A, failure=failed(B, ago=1)),
+        Wait,
     ),
 ]
 
