@@ -14,15 +14,13 @@ token from the environment of that git process only::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import git
 
+from producer.git_files import clear_stale_locks, head_from_files
 from workers.console import say
 
 TOKEN_ENV = "HOTRELOAD_GIT_TOKEN"
@@ -31,10 +29,6 @@ TOKEN_ENV = "HOTRELOAD_GIT_TOKEN"
 CREDENTIAL_HELPER = (
     '!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=$' + TOKEN_ENV + '"; }; f'
 )
-
-
-def _is_sha(text: str) -> bool:
-    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
 
 
 class GitSyncError(Exception):
@@ -122,7 +116,7 @@ class GitCheckout:
                     f"{self.path} already holds a clone of another repository; "
                     "empty it or choose another WORKSPACE_PATH"
                 )
-            for lock in self.clear_stale_locks():
+            for lock in clear_stale_locks(self.path):
                 say(f"[WARN] Removed {lock}, left by a git killed with an earlier poller")
         else:
             if self.path.exists() and any(self.path.iterdir()):
@@ -152,43 +146,6 @@ class GitCheckout:
                 raise GitSyncError("the remote has no default branch; set GITHUB_BRANCH") from None
         self.fetched = self.local_ref()
         return self.branch
-
-    def clear_stale_locks(self) -> list[str]:
-        """Before reusing a clone: end orphaned git processes in it and remove the locks they left.
-
-        A poller killed mid-checkout leaves its git child behind (re-parented to init) and,
-        once that dies, ``index.lock`` or a ref lock that fails every later git command.
-        Only orphans are ended: a git run by a job or the app has a living parent.
-        """
-        workspace = str(self.path.resolve())
-        killed: list[int] = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-                cwd = os.readlink(f"/proc/{entry.name}/cwd")
-                with open(f"/proc/{entry.name}/comm") as handle:
-                    comm = handle.read().strip()
-            except OSError:
-                continue
-            orphan = fields[1] == "1"
-            if orphan and comm.startswith("git") and (cwd == workspace or cwd.startswith(workspace + "/")):
-                with contextlib.suppress(OSError):
-                    os.kill(int(entry.name), signal.SIGKILL)
-                    killed.append(int(entry.name))
-        deadline = time.monotonic() + 2.0
-        while killed and time.monotonic() < deadline:
-            killed = [pid for pid in killed if os.path.exists(f"/proc/{pid}/cwd")]
-            time.sleep(0.02)
-        gitdir = self.path / ".git"
-        removed = []
-        for lock in [*gitdir.glob("*.lock"), *gitdir.glob("refs/**/*.lock")]:
-            with contextlib.suppress(OSError):
-                lock.unlink()
-                removed.append(str(lock))
-        return removed
 
     def local_ref(self) -> str | None:
         try:
@@ -239,26 +196,7 @@ class GitCheckout:
             return None
 
     def _head_from_files(self) -> str | None:
-        """HEAD as git resolves it (loose ref, then packed-refs); None when in doubt, to ask git."""
-        git_dir = self.path / ".git"
-        try:
-            head = (git_dir / "HEAD").read_text().strip()
-            if not head.startswith("ref: "):
-                return head if _is_sha(head) else None
-            ref = head[len("ref: ") :]
-            if not ref.startswith("refs/") or ".." in ref:
-                return None
-            loose = git_dir / ref
-            if loose.is_file():
-                sha = loose.read_text().strip()
-                return sha if _is_sha(sha) else None
-            for line in (git_dir / "packed-refs").read_text().splitlines():
-                sha, _, name = line.partition(" ")
-                if name == ref:
-                    return sha if _is_sha(sha) else None
-        except (OSError, UnicodeDecodeError):
-            return None
-        return None
+        return head_from_files(self.path / ".git")
 
     def checkout(self, commit: str) -> None:
         """Put the working tree at ``commit`` on the local branch; untracked files stay."""
