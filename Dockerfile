@@ -1,10 +1,10 @@
-# The hotreload container: python, git, redis-server (used when REDIS_URL is unset), the
+# The hotreload container: python, git with ssh, redis-server (used when REDIS_URL is unset), the
 # project, and honcho running the Procfile. Add your app's runtimes (node, go, ...) in an
 # image built FROM this one.
 FROM python:3.11-slim
 
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends git redis-server bash ca-certificates procps \
+    && apt-get install -y --no-install-recommends git openssh-client redis-server bash ca-certificates procps \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/hotreload
