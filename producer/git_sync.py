@@ -35,13 +35,13 @@ class GitSyncError(Exception):
     """A git operation failed; the message is safe to log (secrets masked)."""
 
 
-def git_environment(token: str | None) -> dict[str, str]:
-    """Environment for every git process: never prompt, and authenticate with the token if any."""
+def git_environment(token: str | None, ssh_command: str | None = None) -> dict[str, str]:
+    """Environment for every git process: never prompt; the token if any; ssh with the deploy key if any."""
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "/bin/false",
         "SSH_ASKPASS": "/bin/false",
-        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        "GIT_SSH_COMMAND": ssh_command or os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
         "LC_ALL": "C",
     }
     if token:
@@ -62,11 +62,20 @@ def git_environment(token: str | None) -> dict[str, str]:
 class GitCheckout:
     """A working tree at ``path`` that follows ``branch`` of ``url``."""
 
-    def __init__(self, url: str, path: Path, branch: str | None, token: str | None, secrets: list[str]):
+    def __init__(
+        self,
+        url: str,
+        path: Path,
+        branch: str | None,
+        token: str | None,
+        secrets: list[str],
+        *,
+        ssh_command: str | None = None,
+    ):
         self.url = url
         self.path = path
         self.branch = branch
-        self.env = git_environment(token)
+        self.env = git_environment(token, ssh_command)
         self.secrets = [s for s in secrets if s]
         self.fetched: str | None = None
         self._repo: git.Repo | None = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from producer.git_ssh import ssh_command
 from producer.git_sync import GitCheckout, GitSyncError
 from producer.settings import Settings
 from workers.console import say
@@ -25,19 +26,24 @@ class Workspace:
     def __init__(self, settings: Settings):
         self.settings = settings
         secrets = settings.secret_values()
+        # The same key and token for the app and the job repositories.
+        ssh = ssh_command(settings)
         self.app = GitCheckout(
             settings.GITHUB_REPO_URL or "",
             Path(settings.WORKSPACE_PATH),
             settings.GITHUB_BRANCH,
             settings.token,
             secrets,
+            ssh_command=ssh,
         )
         self.jobs: dict[JobKind, GitCheckout] = {}
         for kind in JobKind:
             job = settings.job(kind)
             if job.enabled and job.repo_url:
                 path = Path(str(settings.WORKSPACE_PATH) + ".jobs") / kind.slug
-                self.jobs[kind] = GitCheckout(job.repo_url, path, None, settings.token, secrets)
+                self.jobs[kind] = GitCheckout(
+                    job.repo_url, path, None, settings.token, secrets, ssh_command=ssh
+                )
 
     def head(self) -> str | None:
         return self.app.head() if self.app.is_cloned() else None
