@@ -1,4 +1,4 @@
-"""How git reaches the repositories over SSH: the deploy key and the known hosts.
+"""How git reaches and copies the repositories: the SSH deploy key and known hosts, and the clone's shape.
 
 The key (``GIT_SSH_KEY`` text or ``GIT_SSH_KEY_FILE``) is checked here with ``ssh-keygen``
 reading it from a pipe, so a bad key is a configuration error naming its variable and is
@@ -12,14 +12,16 @@ import shutil
 import subprocess
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, SecretStr
 
-from producer.config_types import AbsolutePath, fail
+from producer.config_types import AbsolutePath, Flag, explain, fail
 
 KEY_BEGIN = re.compile(r"-----BEGIN (?:OPENSSH |RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----")
 KEY_END = re.compile(r"-----END (?:OPENSSH |RSA |EC |DSA |ENCRYPTED )?PRIVATE KEY-----")
+FILTER = re.compile(r"^(?:blob:none|blob:limit=[0-9]+[kmg]?|tree:[0-9]+)$")
+MAX_DEPTH = 1_000_000
 
 
 def key_text(text: str) -> str:
@@ -79,14 +81,32 @@ def _known_hosts(text: str) -> str:
     return "\n".join(entries) + "\n"
 
 
+def _lower(value: Any) -> Any:
+    return value.lower() if isinstance(value, str) else value
+
+
 SshKey = Annotated[SecretStr, AfterValidator(_key)]
 KeyFile = Annotated[AbsolutePath, AfterValidator(_key_file)]
 KnownHosts = Annotated[str, AfterValidator(_known_hosts)]
 ReadableFile = Annotated[AbsolutePath, AfterValidator(_readable)]
+Depth = Annotated[
+    int,
+    Field(gt=0, le=MAX_DEPTH),
+    explain("must be a positive whole number of commits", f"must be at most {MAX_DEPTH} commits"),
+]
+CloneFilter = Annotated[
+    str,
+    BeforeValidator(_lower),
+    Field(pattern=FILTER.pattern),
+    explain("must be a partial clone filter: blob:none, blob:limit=<size> or tree:<depth>"),
+]
+Submodules = Annotated[
+    Literal["off", "recursive"], BeforeValidator(_lower), explain("must be one of off, recursive")
+]
 
 
 class GitSettings(BaseModel):
-    """GIT_SSH_*: the deploy key and the known hosts."""
+    """GIT_SSH_* (deploy key, known hosts) and GIT_CLONE_* / GIT_SPARSE_CHECKOUT / GIT_SUBMODULES."""
 
     model_config = ConfigDict(frozen=True)
 
@@ -103,6 +123,19 @@ class GitSettings(BaseModel):
     )
     GIT_SSH_KNOWN_HOSTS_FILE: ReadableFile | None = Field(
         default=None, description="known_hosts file of the git host (instead of GIT_SSH_KNOWN_HOSTS)"
+    )
+    GIT_CLONE_DEPTH: Depth | None = Field(
+        default=None, description="Clone and fetch only this many commits of the branch (unset: full history)"
+    )
+    GIT_CLONE_FILTER: CloneFilter | None = Field(
+        default=None,
+        description="Partial clone filter, e.g. blob:none: file contents fetched when checked out",
+    )
+    GIT_SPARSE_CHECKOUT: Flag = Field(
+        default=False, description="Check out only GITHUB_REPO_FOLDER and the job folders (cone mode)"
+    )
+    GIT_SUBMODULES: Submodules = Field(
+        default="off", description="off, or recursive: submodules updated on every deploy, same credentials"
     )
 
     def ssh_key(self) -> str | None:
@@ -130,9 +163,13 @@ def key_pieces(key: str | None) -> list[str]:
 
 
 def git_problems(values: Mapping[str, Any]) -> list[str]:
-    """A key or known hosts given twice."""
-    return [
+    """A key or known hosts given twice; a sparse checkout without the folder to check out."""
+    problems = [
         f"{name}_FILE: set together with {name}; set only one"
         for name in ("GIT_SSH_KEY", "GIT_SSH_KNOWN_HOSTS")
         if name in values and f"{name}_FILE" in values
     ]
+    sparse = str(values.get("GIT_SPARSE_CHECKOUT", "")).lower() in ("1", "true", "yes", "on")
+    if sparse and "GITHUB_REPO_FOLDER" not in values:
+        problems.append("GIT_SPARSE_CHECKOUT: needs GITHUB_REPO_FOLDER, the folder to check out")
+    return problems

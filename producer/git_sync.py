@@ -20,6 +20,7 @@ from pathlib import Path
 
 import git
 
+from producer.git_clone import SUBMODULE_SYNC, SUBMODULE_UPDATE, CloneShape
 from producer.git_files import clear_stale_locks, head_from_files
 from workers.console import say
 
@@ -71,10 +72,12 @@ class GitCheckout:
         secrets: list[str],
         *,
         ssh_command: str | None = None,
+        shape: CloneShape | None = None,
     ):
         self.url = url
         self.path = path
         self.branch = branch
+        self.shape = shape or CloneShape()
         self.env = git_environment(token, ssh_command)
         self.secrets = [s for s in secrets if s]
         self.fetched: str | None = None
@@ -102,12 +105,18 @@ class GitCheckout:
             self._repo.git.update_environment(**self.env)
         return self._repo
 
-    def _git(self, *args: str) -> str:
+    def _git(self, *args: str, at: Path | None = None) -> str:
         # GIT_DIR/GIT_WORK_TREE pin every command to this checkout: without them, a vanished
         # .git (or workspace, where GitPython falls back to the process's cwd) would let git
         # find and `checkout --force` some other repository (a parent one, or hotreload's own).
-        pinned = {"GIT_DIR": str(self.path / ".git"), "GIT_WORK_TREE": str(self.path)}
-        return str(self.repo.git.execute(["git", *args], env={**os.environ, **self.env, **pinned}))
+        tree = at or self.path
+        env = {**os.environ, **self.env, "GIT_DIR": str(tree / ".git"), "GIT_WORK_TREE": str(tree)}
+        if args[0] == "submodule":
+            # Submodules' own git processes must not inherit the superproject's GIT_DIR: pinned
+            # by -C instead, which fails (rather than falls back) when the tree is gone.
+            del env["GIT_DIR"], env["GIT_WORK_TREE"]
+            args = ("-C", str(tree), *args)
+        return str(git.Git(tree).execute(["git", *args], env=env))
 
     # -- operations -------------------------------------------------------------
     def is_cloned(self) -> bool:
@@ -120,7 +129,7 @@ class GitCheckout:
                 current = self.repo.remotes.origin.url
             except (AttributeError, ValueError, git.GitError):
                 current = None
-            if current != self.url:
+            if current not in (self.url, self.shape.transport_url(self.url)):
                 raise GitSyncError(
                     f"{self.path} already holds a clone of another repository; "
                     "empty it or choose another WORKSPACE_PATH"
@@ -135,11 +144,16 @@ class GitCheckout:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".cloning")
             shutil.rmtree(tmp, ignore_errors=True)
-            args = ["clone", "--no-tags", "--quiet"]
+            args = ["clone", "--no-tags", "--quiet", *self.shape.clone_args()]
             if self.branch:
                 args += ["--branch", self.branch]
+            url = self.shape.transport_url(self.url)
             try:
-                git.Git().execute(["git", *args, "--", self.url, str(tmp)], env={**os.environ, **self.env})
+                git.Git().execute(["git", *args, "--", url, str(tmp)], env={**os.environ, **self.env})
+                if self.shape.sparse:
+                    self._git(*self.shape.sparse_args(), at=tmp)
+                if self.shape.submodules:
+                    self._git(*SUBMODULE_UPDATE, at=tmp)
             except git.GitCommandError as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise self._error("clone", exc) from None
@@ -178,7 +192,7 @@ class GitCheckout:
         """Fetch the branch (force-pushes included) and return the commit it points at."""
         refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
         try:
-            self._git("fetch", "--quiet", "--no-tags", "origin", refspec)
+            self._git("fetch", "--quiet", "--no-tags", *self.shape.fetch_args(), "origin", refspec)
         except git.GitCommandError as exc:
             raise self._error("fetch", exc) from None
         sha = self.local_ref()
@@ -190,7 +204,8 @@ class GitCheckout:
     def fetch_commit(self, ref: str) -> None:
         """Fetch one commit or ref that the branch does not have (a pinned tag, an old commit)."""
         try:
-            self._git("fetch", "--quiet", "--no-tags", "origin", ref)
+            # With a depth, by its sha: a shallow history may not reach it (the host must allow it).
+            self._git("fetch", "--quiet", "--no-tags", *self.shape.fetch_args(), "origin", ref)
         except git.GitCommandError as exc:
             raise self._error(f"fetch {ref[:12]}", exc) from None
 
@@ -215,3 +230,9 @@ class GitCheckout:
             self._git("checkout", "--quiet", "--force", "-B", str(self.branch), commit)
         except git.GitCommandError as exc:
             raise self._error(f"checkout {commit[:7]}", exc) from None
+        if self.shape.submodules:
+            try:
+                self._git(*SUBMODULE_SYNC)
+                self._git(*SUBMODULE_UPDATE)
+            except git.GitCommandError as exc:
+                raise self._error(f"submodule update at {commit[:7]}", exc) from None

@@ -66,3 +66,39 @@ def test_key_and_key_file_together_are_refused(tmp_path: Path) -> None:
     key = make_key(tmp_path / "k")
     found = problems(GIT_SSH_KEY=key, GIT_SSH_KEY_FILE=str(tmp_path / "k"))
     assert found == ["GIT_SSH_KEY_FILE: set together with GIT_SSH_KEY; set only one"]
+
+
+@pytest.mark.parametrize(
+    ("env", "line"),
+    [
+        ({"GIT_CLONE_DEPTH": "0"}, "GIT_CLONE_DEPTH: must be a positive whole number of commits"),
+        ({"GIT_CLONE_DEPTH": "2000000"}, "GIT_CLONE_DEPTH: must be at most 1000000 commits"),
+        ({"GIT_CLONE_FILTER": "blobs"}, "GIT_CLONE_FILTER: must be a partial clone filter"),
+        ({"GIT_SPARSE_CHECKOUT": "true"}, "GIT_SPARSE_CHECKOUT: needs GITHUB_REPO_FOLDER"),
+        ({"GIT_SUBMODULES": "yes"}, "GIT_SUBMODULES: must be one of off, recursive"),
+    ],
+)
+def test_each_clone_option_mistake_is_one_line(env: dict[str, str], line: str) -> None:
+    found = problems(**env)
+    assert len(found) == 1 and found[0].startswith(line), found
+
+
+def test_clone_shape_from_the_settings() -> None:
+    from producer.git_clone import CloneShape
+
+    settings = load_settings(
+        {
+            **BASE,
+            "GIT_CLONE_DEPTH": "1",
+            "GIT_CLONE_FILTER": "Blob:None",
+            "GIT_SPARSE_CHECKOUT": "yes",
+            "GITHUB_REPO_FOLDER": "services/api",
+            "GIT_SUBMODULES": "Recursive",
+        }
+    )
+    shape = CloneShape.for_app(settings)
+    assert shape == CloneShape(depth=1, filter="blob:none", sparse=("services/api",), submodules=True)
+    assert shape.clone_args() == ["--depth", "1", "--filter=blob:none", "--sparse"]
+    assert shape.for_jobs().sparse == ()
+    assert shape.transport_url("/srv/git/app.git") == "file:///srv/git/app.git"
+    assert CloneShape().transport_url("/srv/git/app.git") == "/srv/git/app.git"
