@@ -7,7 +7,7 @@ template's figure) and writes the figures as JSON::
     python -m bench                  # full run, several minutes
     python -m bench --quick          # a tiny version in seconds (the CI smoke test)
     python -m bench --json out.json  # JSON here instead of bench/results/<timestamp>.json
-    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot
+    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot, bigrepo
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import boot, idle, job_overhead, latency
+from bench import bigrepo, boot, idle, job_overhead, latency
 from bench.deploys import launch
 from bench.report import Figure, describe, machine, markdown_table, write_json
 from bench.stack import ROOT, BenchError, GitRemote, RedisServer, Workdir
 
-GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot")
+GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot", "bigrepo")
 
 
 @dataclass(frozen=True)
@@ -273,6 +273,9 @@ def run(plan: Plan, groups: set[str], root: Path) -> tuple[list[Figure], list[di
                 Figure("boot_clone", "Boot: the clone alone (git clone, run directly)", "s", bt.clone),
                 Figure("boot_job", "Boot: the PRE_DEPLOY `true` alone (runner's duration)", "s", bt.job),
             ]
+
+        if "bigrepo" in groups:
+            figures += bigrepo.measure(root, server, bigrepo.QUICK_BIG if plan is QUICK else bigrepo.FULL_BIG)
     finally:
         server.stop()
     return figures, processes

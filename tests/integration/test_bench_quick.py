@@ -32,6 +32,14 @@ EXPECTED = {
     "boot_job",
     "burst_pre_runs",
     "burst_final_deployed",
+    "bigrepo_clone_plain_depth_1",
+    "bigrepo_disk_plain_depth_1",
+    *(
+        f"bigrepo_{what}_{shape}"
+        for what in ("clone", "disk")
+        for shape in ("full", "depth_1", "blob_none", "sparse")
+    ),
+    "bigrepo_push_all",
 }
 
 
