@@ -24,6 +24,7 @@ NO_KNOWN_HOSTS = (
     "[WARN] GIT_SSH_KNOWN_HOSTS is not set: the git host's key is accepted the first time it is seen "
     "(StrictHostKeyChecking=accept-new); set GIT_SSH_KNOWN_HOSTS or GIT_SSH_KNOWN_HOSTS_FILE to check it"
 )
+PREFIX = "hotreload-ssh-"
 #: One folder per process and configuration: made once, removed at exit.
 _made: dict[tuple[str | None, str | None], str] = {}
 
@@ -35,12 +36,34 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_orphans(base: Path) -> list[Path]:
+    """Folders left by processes that were killed (no atexit): their pid, in the name, is gone."""
+    removed = []
+    for folder in base.glob(f"{PREFIX}*-*"):
+        pid = folder.name[len(PREFIX) :].split("-", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)) and folder.stat().st_uid == os.getuid():
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def runtime_folder() -> Path:
     """A new folder only this user can enter, removed when the process exits."""
     base = os.environ.get("XDG_RUNTIME_DIR")
     if not base or not os.path.isdir(base) or not os.access(base, os.W_OK | os.X_OK):
-        base = None
-    folder = Path(tempfile.mkdtemp(prefix="hotreload-ssh-", dir=base))  # mkdtemp: mode 0700
+        base = tempfile.gettempdir()
+    remove_orphans(Path(base))
+    folder = Path(tempfile.mkdtemp(prefix=f"{PREFIX}{os.getpid()}-", dir=base))  # mkdtemp: mode 0700
     atexit.register(shutil.rmtree, folder, True)
     return folder
 
