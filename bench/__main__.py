@@ -7,7 +7,7 @@ template's figure) and writes the figures as JSON::
     python -m bench                  # full run, several minutes
     python -m bench --quick          # a tiny version in seconds (the CI smoke test)
     python -m bench --json out.json  # JSON here instead of bench/results/<timestamp>.json
-    python -m bench --only push,idle # some groups: push, webhook, burst, idle, overhead, boot, steer, serving
+    python -m bench --only push,idle # groups: push, webhook, burst, idle, overhead, boot, steer, serving, bigrepo
 """
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import boot, idle, job_overhead, latency, serving, steering
+from bench import bigrepo, boot, idle, job_overhead, latency, serving, steering
 from bench.deploys import launch
 from bench.report import Figure, describe, machine, markdown_table, write_json
 from bench.stack import ROOT, BenchError, GitRemote, RedisServer, Workdir
 
-GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot", "steer", "serving")
+GROUPS = ("push", "webhook", "burst", "idle", "overhead", "boot", "steer", "serving", "bigrepo")
 
 
 @dataclass(frozen=True)
@@ -316,6 +316,9 @@ def run(plan: Plan, groups: set[str], root: Path) -> tuple[list[Figure], list[di
             ]
         if "serving" in groups:
             figures += serving.serving_figures(root, remote, server, plan.serving, plan.absorbed)
+
+        if "bigrepo" in groups:
+            figures += bigrepo.measure(root, server, bigrepo.QUICK_BIG if plan is QUICK else bigrepo.FULL_BIG)
     finally:
         server.stop()
     return figures, processes

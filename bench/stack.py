@@ -152,6 +152,9 @@ class GitRemote:
         self.branch = branch
         self.counter = 0
         run_git("init", "--quiet", "--bare", f"--initial-branch={branch}", str(self.bare), cwd=root)
+        # As the big hosts serve: partial clones, and any commit by its sha (a shallow clone's fetch).
+        for key in ("uploadpack.allowFilter", "uploadpack.allowAnySHA1InWant"):
+            run_git("config", key, "true", cwd=self.bare)
         run_git("init", "--quiet", f"--initial-branch={branch}", str(self.work), cwd=root)
         run_git("remote", "add", "origin", str(self.bare), cwd=self.work)
 

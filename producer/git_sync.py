@@ -14,15 +14,14 @@ token from the environment of that git process only::
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import signal
-import time
 from pathlib import Path
 
 import git
 
+from producer.git_clone import SUBMODULE_SYNC, SUBMODULE_UPDATE, CloneShape
+from producer.git_files import clear_stale_locks, head_from_files
 from workers.console import say
 
 TOKEN_ENV = "HOTRELOAD_GIT_TOKEN"
@@ -33,21 +32,17 @@ CREDENTIAL_HELPER = (
 )
 
 
-def _is_sha(text: str) -> bool:
-    return len(text) in (40, 64) and all(c in "0123456789abcdef" for c in text)
-
-
 class GitSyncError(Exception):
     """A git operation failed; the message is safe to log (secrets masked)."""
 
 
-def git_environment(token: str | None) -> dict[str, str]:
-    """Environment for every git process: never prompt, and authenticate with the token if any."""
+def git_environment(token: str | None, ssh_command: str | None = None) -> dict[str, str]:
+    """Environment for every git process: never prompt; the token if any; ssh with the deploy key if any."""
     env = {
         "GIT_TERMINAL_PROMPT": "0",
         "GIT_ASKPASS": "/bin/false",
         "SSH_ASKPASS": "/bin/false",
-        "GIT_SSH_COMMAND": os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
+        "GIT_SSH_COMMAND": ssh_command or os.environ.get("GIT_SSH_COMMAND", "ssh -o BatchMode=yes"),
         "LC_ALL": "C",
     }
     if token:
@@ -68,11 +63,22 @@ def git_environment(token: str | None) -> dict[str, str]:
 class GitCheckout:
     """A working tree at ``path`` that follows ``branch`` of ``url``."""
 
-    def __init__(self, url: str, path: Path, branch: str | None, token: str | None, secrets: list[str]):
+    def __init__(
+        self,
+        url: str,
+        path: Path,
+        branch: str | None,
+        token: str | None,
+        secrets: list[str],
+        *,
+        ssh_command: str | None = None,
+        shape: CloneShape | None = None,
+    ):
         self.url = url
         self.path = path
         self.branch = branch
-        self.env = git_environment(token)
+        self.shape = shape or CloneShape()
+        self.env = git_environment(token, ssh_command)
         self.secrets = [s for s in secrets if s]
         self.fetched: str | None = None
         self._repo: git.Repo | None = None
@@ -99,12 +105,18 @@ class GitCheckout:
             self._repo.git.update_environment(**self.env)
         return self._repo
 
-    def _git(self, *args: str) -> str:
+    def _git(self, *args: str, at: Path | None = None) -> str:
         # GIT_DIR/GIT_WORK_TREE pin every command to this checkout: without them, a vanished
         # .git (or workspace, where GitPython falls back to the process's cwd) would let git
         # find and `checkout --force` some other repository (a parent one, or hotreload's own).
-        pinned = {"GIT_DIR": str(self.path / ".git"), "GIT_WORK_TREE": str(self.path)}
-        return str(self.repo.git.execute(["git", *args], env={**os.environ, **self.env, **pinned}))
+        tree = at or self.path
+        env = {**os.environ, **self.env, "GIT_DIR": str(tree / ".git"), "GIT_WORK_TREE": str(tree)}
+        if args[0] == "submodule":
+            # Submodules' own git processes must not inherit the superproject's GIT_DIR: pinned
+            # by -C instead, which fails (rather than falls back) when the tree is gone.
+            del env["GIT_DIR"], env["GIT_WORK_TREE"]
+            args = ("-C", str(tree), *args)
+        return str(git.Git(tree).execute(["git", *args], env=env))
 
     # -- operations -------------------------------------------------------------
     def is_cloned(self) -> bool:
@@ -117,12 +129,12 @@ class GitCheckout:
                 current = self.repo.remotes.origin.url
             except (AttributeError, ValueError, git.GitError):
                 current = None
-            if current != self.url:
+            if current not in (self.url, self.shape.transport_url(self.url)):
                 raise GitSyncError(
                     f"{self.path} already holds a clone of another repository; "
                     "empty it or choose another WORKSPACE_PATH"
                 )
-            for lock in self.clear_stale_locks():
+            for lock in clear_stale_locks(self.path):
                 say(f"[WARN] Removed {lock}, left by a git killed with an earlier poller")
         else:
             if self.path.exists() and any(self.path.iterdir()):
@@ -132,11 +144,16 @@ class GitCheckout:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(self.path.name + ".cloning")
             shutil.rmtree(tmp, ignore_errors=True)
-            args = ["clone", "--no-tags", "--quiet"]
+            args = ["clone", "--no-tags", "--quiet", *self.shape.clone_args()]
             if self.branch:
                 args += ["--branch", self.branch]
+            url = self.shape.transport_url(self.url)
             try:
-                git.Git().execute(["git", *args, "--", self.url, str(tmp)], env={**os.environ, **self.env})
+                git.Git().execute(["git", *args, "--", url, str(tmp)], env={**os.environ, **self.env})
+                if self.shape.sparse:
+                    self._git(*self.shape.sparse_args(), at=tmp)
+                if self.shape.submodules:
+                    self._git(*SUBMODULE_UPDATE, at=tmp)
             except git.GitCommandError as exc:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise self._error("clone", exc) from None
@@ -152,43 +169,6 @@ class GitCheckout:
                 raise GitSyncError("the remote has no default branch; set GITHUB_BRANCH") from None
         self.fetched = self.local_ref()
         return self.branch
-
-    def clear_stale_locks(self) -> list[str]:
-        """Before reusing a clone: end orphaned git processes in it and remove the locks they left.
-
-        A poller killed mid-checkout leaves its git child behind (re-parented to init) and,
-        once that dies, ``index.lock`` or a ref lock that fails every later git command.
-        Only orphans are ended: a git run by a job or the app has a living parent.
-        """
-        workspace = str(self.path.resolve())
-        killed: list[int] = []
-        for entry in os.scandir("/proc"):
-            if not entry.name.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry.name}/stat") as handle:
-                    fields = handle.read().rsplit(")", 1)[1].split()
-                cwd = os.readlink(f"/proc/{entry.name}/cwd")
-                with open(f"/proc/{entry.name}/comm") as handle:
-                    comm = handle.read().strip()
-            except OSError:
-                continue
-            orphan = fields[1] == "1"
-            if orphan and comm.startswith("git") and (cwd == workspace or cwd.startswith(workspace + "/")):
-                with contextlib.suppress(OSError):
-                    os.kill(int(entry.name), signal.SIGKILL)
-                    killed.append(int(entry.name))
-        deadline = time.monotonic() + 2.0
-        while killed and time.monotonic() < deadline:
-            killed = [pid for pid in killed if os.path.exists(f"/proc/{pid}/cwd")]
-            time.sleep(0.02)
-        gitdir = self.path / ".git"
-        removed = []
-        for lock in [*gitdir.glob("*.lock"), *gitdir.glob("refs/**/*.lock")]:
-            with contextlib.suppress(OSError):
-                lock.unlink()
-                removed.append(str(lock))
-        return removed
 
     def local_ref(self) -> str | None:
         try:
@@ -212,7 +192,7 @@ class GitCheckout:
         """Fetch the branch (force-pushes included) and return the commit it points at."""
         refspec = f"+refs/heads/{self.branch}:refs/remotes/origin/{self.branch}"
         try:
-            self._git("fetch", "--quiet", "--no-tags", "origin", refspec)
+            self._git("fetch", "--quiet", "--no-tags", *self.shape.fetch_args(), "origin", refspec)
         except git.GitCommandError as exc:
             raise self._error("fetch", exc) from None
         sha = self.local_ref()
@@ -224,7 +204,8 @@ class GitCheckout:
     def fetch_commit(self, ref: str) -> None:
         """Fetch one commit or ref that the branch does not have (a pinned tag, an old commit)."""
         try:
-            self._git("fetch", "--quiet", "--no-tags", "origin", ref)
+            # With a depth, by its sha: a shallow history may not reach it (the host must allow it).
+            self._git("fetch", "--quiet", "--no-tags", *self.shape.fetch_args(), "origin", ref)
         except git.GitCommandError as exc:
             raise self._error(f"fetch {ref[:12]}", exc) from None
 
@@ -239,26 +220,7 @@ class GitCheckout:
             return None
 
     def _head_from_files(self) -> str | None:
-        """HEAD as git resolves it (loose ref, then packed-refs); None when in doubt, to ask git."""
-        git_dir = self.path / ".git"
-        try:
-            head = (git_dir / "HEAD").read_text().strip()
-            if not head.startswith("ref: "):
-                return head if _is_sha(head) else None
-            ref = head[len("ref: ") :]
-            if not ref.startswith("refs/") or ".." in ref:
-                return None
-            loose = git_dir / ref
-            if loose.is_file():
-                sha = loose.read_text().strip()
-                return sha if _is_sha(sha) else None
-            for line in (git_dir / "packed-refs").read_text().splitlines():
-                sha, _, name = line.partition(" ")
-                if name == ref:
-                    return sha if _is_sha(sha) else None
-        except (OSError, UnicodeDecodeError):
-            return None
-        return None
+        return head_from_files(self.path / ".git")
 
     def checkout(self, commit: str) -> None:
         """Put the working tree at ``commit`` on the local branch; untracked files stay."""
@@ -268,3 +230,9 @@ class GitCheckout:
             self._git("checkout", "--quiet", "--force", "-B", str(self.branch), commit)
         except git.GitCommandError as exc:
             raise self._error(f"checkout {commit[:7]}", exc) from None
+        if self.shape.submodules:
+            try:
+                self._git(*SUBMODULE_SYNC)
+                self._git(*SUBMODULE_UPDATE)
+            except git.GitCommandError as exc:
+                raise self._error(f"submodule update at {commit[:7]}", exc) from None

@@ -19,8 +19,8 @@ credentials) are never echoed::
     settings.token                            # GITHUB_TOKEN, or the token taken out of the URL
 
 The variables are grouped by what they configure (:mod:`producer.source_settings`,
-:mod:`producer.job_config`, :mod:`producer.service_settings`); their types and messages
-are in :mod:`producer.config_types`, the error lines in :mod:`producer.config_errors`.
+:mod:`producer.job_config`, :mod:`producer.git_settings`, :mod:`producer.service_settings`);
+their types and messages are in :mod:`producer.config_types`, the error lines in :mod:`producer.config_errors`.
 A token written into an https URL is taken out of it (:mod:`producer.git_url`): the
 stored URL has no credentials, ``settings.token`` holds the token (``GITHUB_TOKEN`` wins
 when set). Empty (or blank) variables count as unset, as ``${VAR:-default}`` does.
@@ -46,6 +46,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from producer.config_errors import ConfigError, ordered, problem_lines, unsafe_values
+from producer.git_settings import GitSettings, git_problems, key_pieces
 from producer.git_url import parse_git_url
 from producer.job_config import JOB_URL_FIELDS, JobConfig, JobSettings, job_presence_problems
 from producer.redis_url import mask_redis_url, redis_password
@@ -57,7 +58,13 @@ from workers.contract import DeployKeys
 
 __all__ = ["ConfigError", "JobConfig", "Settings", "load_settings", "settings_table"]
 
-SECRET_FIELDS = ("GITHUB_TOKEN", "WEBHOOK_SECRET", "GITHUB_WEBHOOK_SECRET", "RQ_DASHBOARD_PASSWORD")
+SECRET_FIELDS = (
+    "GITHUB_TOKEN",
+    "WEBHOOK_SECRET",
+    "GITHUB_WEBHOOK_SECRET",
+    "RQ_DASHBOARD_PASSWORD",
+    "GIT_SSH_KEY",
+)
 #: Repository variables: a token written in one of them is taken out.
 URL_FIELDS = ("GITHUB_REPO_URL", *JOB_URL_FIELDS)
 #: Variables whose value is never echoed in a problem line: secrets, and URLs that may hold one.
@@ -66,7 +73,7 @@ NO_ECHO = frozenset({*SECRET_FIELDS, "REDIS_URL", *URL_FIELDS})
 _EXPLICIT_ONLY: ContextVar[bool] = ContextVar("hotreload_settings_explicit_only", default=False)
 
 
-class Settings(ServiceSettings, StatusSettings, JobSettings, SourceSettings, BaseSettings):
+class Settings(ServiceSettings, StatusSettings, GitSettings, JobSettings, SourceSettings, BaseSettings):
     """Every setting of hotreload; field name = environment variable name (case-sensitive).
 
     Build it with :func:`load_settings`, which turns validation errors into a
@@ -113,6 +120,7 @@ class Settings(ServiceSettings, StatusSettings, JobSettings, SourceSettings, Bas
         problems = [
             *job_presence_problems(values),
             *pairing_problems(values),
+            *git_problems(values),
             *_token_problems(values, tokens),
             *status_problems(values, tokens),
             *strategy_problems(values),
@@ -157,9 +165,11 @@ class Settings(ServiceSettings, StatusSettings, JobSettings, SourceSettings, Bas
         """Every secret value set, longest first, for masking in logs and job output.
 
         The token(s) (GITHUB_TOKEN and any taken out of a URL, also percent-encoded),
-        WEBHOOK_SECRET (and its former name), RQ_DASHBOARD_PASSWORD and the credentials of REDIS_URL.
+        WEBHOOK_SECRET (and its former name), RQ_DASHBOARD_PASSWORD, the credentials of REDIS_URL,
+        and the SSH key with each line of it.
         """
         found = {getattr(self, name).get_secret_value() for name in SECRET_FIELDS if getattr(self, name)}
+        found.update(key_pieces(self.ssh_key()))
         found.update(self._url_tokens.values())
         if self.REDIS_URL:
             found.update(redis_password(self.REDIS_URL))

@@ -22,6 +22,7 @@ import redis
 from rq.command import send_stop_job_command
 from rq.registry import StartedJobRegistry
 
+from producer.git_ssh import ssh_command
 from producer.git_sync import git_environment
 from producer.settings import Settings
 from producer.tool_error import ToolError
@@ -74,7 +75,7 @@ def cmd_resume(settings: Settings, connection: redis.Redis, args: argparse.Names
 def resolve(settings: Settings, ref: str) -> str:
     """The commit REF names on the remote: a branch, a tag, or a commit (full or abbreviated sha)."""
     url = settings.GITHUB_REPO_URL or ""
-    env = {**git_environment(settings.token), "PATH": "/usr/bin:/bin:/usr/local/bin"}
+    env = {**git_environment(settings.token, ssh_command(settings)), "PATH": "/usr/bin:/bin:/usr/local/bin"}
     out = subprocess.run(["git", "ls-remote", "--", url], capture_output=True, text=True, env=env, timeout=60)
     if out.returncode != 0:
         raise ToolError(f"cannot list the remote's refs to resolve {ref!r} (git ls-remote failed)")

@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from producer.git_clone import CloneShape
+from producer.git_ssh import ssh_command
 from producer.git_sync import GitCheckout, GitSyncError
 from producer.settings import Settings
 from producer.staging import Staging
@@ -29,19 +31,25 @@ class Workspace:
     def __init__(self, settings: Settings):
         self.settings = settings
         secrets = settings.secret_values()
+        # The same key, token and clone shape for the app and the job repositories.
+        ssh, shape = ssh_command(settings), CloneShape.for_app(settings)
         self.app = GitCheckout(
             settings.GITHUB_REPO_URL or "",
             Path(settings.WORKSPACE_PATH),
             settings.GITHUB_BRANCH,
             settings.token,
             secrets,
+            ssh_command=ssh,
+            shape=shape,
         )
         self.jobs: dict[JobKind, GitCheckout] = {}
         for kind in JobKind:
             job = settings.job(kind)
             if job.enabled and job.repo_url:
                 path = Path(str(settings.WORKSPACE_PATH) + ".jobs") / kind.slug
-                self.jobs[kind] = GitCheckout(job.repo_url, path, None, settings.token, secrets)
+                self.jobs[kind] = GitCheckout(
+                    job.repo_url, path, None, settings.token, secrets, ssh_command=ssh, shape=shape.for_jobs()
+                )
         self.staged = settings.DEPLOY_STRATEGY == "staged"
         self.staging = Staging(settings, self.app)
 

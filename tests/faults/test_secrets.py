@@ -2,11 +2,12 @@
 
 Every secret the settings know (GITHUB_TOKEN, WEBHOOK_SECRET and its former name
 GITHUB_WEBHOOK_SECRET, RQ_DASHBOARD_PASSWORD, the password in REDIS_URL, a token written
-into a repository URL) is a unique marker; then
+into a repository URL, the SSH deploy key GIT_SSH_KEY line by line) is a unique marker; then
 every surface is searched for them: the whole honcho log, every file of every checkout
 (``.git/config`` included), every Redis key and value, /dev_health, /status, /metrics,
 ``hotreload status --json``, and the command line of every process, sampled all along.
-(tests/e2e/test_credentials.py covers a token that clones over smart HTTP.)
+(tests/e2e/test_credentials.py covers a token that clones over smart HTTP,
+tests/e2e/test_ssh_remote.py a deploy key that clones over a real sshd.)
 """
 
 from __future__ import annotations
@@ -29,14 +30,20 @@ from tests.faults.harness import (
     wait_for_processes,
 )
 from tests.secret_surfaces import CmdlineSampler, redis_text
+from tests.ssh_server import new_key
 
 pytestmark = [pytest.mark.faults, pytest.mark.e2e]
 
 BAD_REMOTE = "https://nonexistent.invalid/x.git"
 
 
-def secret_markers() -> dict[str, str]:
+def secret_markers(tmp_path: Path) -> dict[str, str]:
+    """A unique value per secret; the deploy key's secret lines as ``GIT_SSH_KEY <n>`` (and the key whole)."""
     tag = uuid.uuid4().hex[:12]
+    key = new_key(tmp_path / "deploy_key")
+    body = [line for line in key.splitlines() if line and not line.startswith("-----")]
+    # The first body line is the same in every OpenSSH key: not a secret of this one.
+    lines = {f"GIT_SSH_KEY {n}": line for n, line in enumerate(body) if n > 0}
     names = (
         "GITHUB_TOKEN",
         "GITHUB_WEBHOOK_SECRET",
@@ -45,7 +52,7 @@ def secret_markers() -> dict[str, str]:
         "URL_TOKEN",
         "WEBHOOK_SECRET",
     )
-    return {name: f"Mk{i}x{tag}Sec" for i, name in enumerate(names)}
+    return {**{name: f"Mk{i}x{tag}Sec" for i, name in enumerate(names)}, **lines, "GIT_SSH_KEY": key}
 
 
 def secret_env(markers: dict[str, str], webhook_variable: str) -> dict[str, str]:
@@ -57,6 +64,7 @@ def secret_env(markers: dict[str, str], webhook_variable: str) -> dict[str, str]
         "RQ_DASHBOARD_PORT": str(free_port()),
         "RQ_DASHBOARD_USERNAME": "admin",
         "RQ_DASHBOARD_PASSWORD": markers["RQ_DASHBOARD_PASSWORD"],
+        "GIT_SSH_KEY": markers["GIT_SSH_KEY"],
     }
 
 
@@ -100,7 +108,7 @@ def leaks(markers: dict[str, str], found: dict[str, str]) -> list[str]:
 
 def test_no_secret_on_any_surface(tmp_path: Path, remote, fault_case):
     case = fault_case("7 secrets on every surface (failing https remote; job echoing secrets)")
-    markers = secret_markers()
+    markers = secret_markers(tmp_path)
     redis_server = PersistentRedis(tmp_path / "redis-data", free_port(), password=markers["REDIS_PASSWORD"])
     redis_server.start()
     stacks: list[Stack] = []
@@ -122,7 +130,7 @@ def test_no_secret_on_any_surface(tmp_path: Path, remote, fault_case):
             first = remote.commit(JOB_FILES)
             leak = (
                 'echo "[PRE-DEPLOY] leaking: $GITHUB_TOKEN $WEBHOOK_SECRET $RQ_DASHBOARD_PASSWORD '
-                '$REDIS_URL" && bash migrate.sh'
+                '$REDIS_URL" && echo "$GIT_SSH_KEY" && bash migrate.sh'
             )
             env_b = stack_env(
                 remote,
@@ -149,6 +157,7 @@ def test_no_secret_on_any_surface(tmp_path: Path, remote, fault_case):
                 )
                 log = leaking.log()
                 assert "[PRE-DEPLOY] leaking: *** *** *** redis://:***@127.0.0.1" in log, log[-2000:]
+                assert "-----END OPENSSH PRIVATE KEY-----" in log, "the job did not print the key"
                 found = surfaces(leaking)
                 assert "leaking: ***" in found["redis"], (
                     "the job's kept output is not in Redis: nothing was checked"

@@ -38,6 +38,14 @@ EXPECTED = {
     "push_to_serving_staged_pre_2s",
     "absorbed_commits_per_minute_all",
     "absorbed_commits_per_minute_filtered",
+    "bigrepo_clone_plain_depth_1",
+    "bigrepo_disk_plain_depth_1",
+    *(
+        f"bigrepo_{what}_{shape}"
+        for what in ("clone", "disk")
+        for shape in ("full", "depth_1", "blob_none", "sparse")
+    ),
+    "bigrepo_push_all",
 }
 
 
