@@ -115,10 +115,6 @@ class CommitTracker:
         """The deployment's steering (pause, pin), as ``producer.steering`` set it."""
         return {_text(k) or "": _text(v) or "" for k, v in self.connection.hgetall(self.keys.control).items()}
 
-    def generation(self) -> int:
-        """Changes whenever the processed commit is set: part of the dedup key of the next deploy."""
-        return int(_text(self.connection.get(self.keys.generation)) or 0)
-
     def going_live(self) -> str | None:
         """The commit whose staged PRE_DEPLOY succeeded while the workspace still shows the one before."""
         return _text(self.connection.hget(self.keys.going_live, "commit"))

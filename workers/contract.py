@@ -66,9 +66,6 @@ class JobSpec:
     instance: str
     attempt: int = 1
     boot: int = 0
-    # How many times the instance's processed commit had been set when the job was enqueued:
-    # a commit deployed again after another one (a revert) is a new deploy, not a duplicate.
-    generation: int = 0
     extra_env: dict[str, str] = field(default_factory=dict)
     # Replicas (workers.lease): the PRE_DEPLOY lease value the poller claimed for this job, and
     # whether the job must claim its commit's lease itself (POST_DEPLOY_SCOPE=once).
@@ -124,7 +121,8 @@ class JobSpec:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> JobSpec:
-        values = dict(data)
+        # Fields this version does not know (a job queued by an older one) are dropped.
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         values["kind"] = JobKind(values["kind"])
         return cls(**values)
 
@@ -194,11 +192,6 @@ class DeployKeys:
     def boots(self) -> str:
         """Counter of poller boots: part of every job id, so a restart never collides with an old job."""
         return f"{self.instance_prefix}:boots"
-
-    @property
-    def generation(self) -> str:
-        """Counter bumped whenever the processed commit is set (see ``JobSpec.generation``)."""
-        return f"{self.instance_prefix}:generation"
 
     @property
     def runs(self) -> str:

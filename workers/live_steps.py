@@ -67,7 +67,6 @@ class LiveSteps:
         pipe.set(self.keys.processed, commit)
         pipe.delete(self.keys.retry)
         pipe.delete(self.keys.going_live)
-        pipe.incr(self.keys.generation)
 
     def _app_event_ops(self, pipe: Any, commit: str, restart: bool) -> None:
         """The app supervisor hears ``deployed <sha>`` (``deployed <sha> restart``: DEV_RESTART_WHEN_CHANGED)."""

@@ -66,3 +66,8 @@ def test_job_env_names_the_live_workspace_the_checkout_and_the_strategy() -> Non
     assert staged.job_env()["DEPLOY_CHECKOUT"] == "/w/app.staged"
     assert staged.job_env()["DEPLOY_WORKSPACE"] == "/w/app"
     assert JobSpec.from_dict(staged.to_dict()) == staged
+
+
+def test_a_job_queued_by_an_older_version_still_reads() -> None:
+    older = {**spec().to_dict(), "generation": 4}  # a field this version dropped
+    assert JobSpec.from_dict(older) == spec()
