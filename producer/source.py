@@ -35,6 +35,7 @@ class Source:
         self.interval = interval
         self.on_result = on_result  # "changed" / "unchanged" / "error", for /metrics
         self.head: str | None = None  # the last head fetched by this process
+        self.ready = False  # the workspace's clone was checked (or made) by this process
         self.failures = 0
         self.last_error: str | None = None
         self.next_look = 0.0  # monotonic
@@ -45,13 +46,15 @@ class Source:
     def look(self) -> str | None:
         """Clone when there is no clone, ask the remote for the head, fetch it when it moved."""
         try:
-            if not self.checkout.is_cloned():
+            if not self.checkout.is_cloned() or not self.ready:
                 if self.head is not None:
                     say(f"[WARN] No clone in {self.checkout.path} any more; cloning the repository again")
+                # On a clone kept from an earlier run this needs no remote: it checks the clone is
+                # of this repository and ends the git processes (and removes the lock files) that
+                # a killed or stopped poller left in it, which would fail every later checkout.
                 self.checkout.ensure_cloned()
+                self.ready = True
                 say(f"[INFO] Repository ready in {self.checkout.path}, branch {self.checkout.branch}")
-            elif self.checkout.branch is None:
-                self.checkout.ensure_cloned()  # learns the remote's default branch
             remote = self.checkout.remote_head()
             if remote != self.checkout.fetched:
                 self.checkout.fetch()

@@ -43,6 +43,7 @@ class Workspace:
             shape=shape,
         )
         self.jobs: dict[JobKind, GitCheckout] = {}
+        self.jobs_ready: set[JobKind] = set()  # job repositories checked (or cloned) by this process
         for kind in JobKind:
             job = settings.job(kind)
             if job.enabled and job.repo_url:
@@ -81,18 +82,12 @@ class Workspace:
             self.app.checkout(processed)
             say(f"[INFO] Workspace back at the processed commit {processed[:7]}")
 
-    def clone_jobs(self) -> None:
-        for kind, checkout in self.jobs.items():
-            try:
-                checkout.ensure_cloned()
-            except GitSyncError as exc:
-                say(f"[WARN] Could not clone the {kind.value} job repository: {exc}")
-
     def update_jobs(self) -> None:
         for kind, checkout in self.jobs.items():
             try:
-                if not checkout.is_cloned():
-                    checkout.ensure_cloned()
+                if not checkout.is_cloned() or kind not in self.jobs_ready:
+                    checkout.ensure_cloned()  # first use: also clears what a killed git left
+                    self.jobs_ready.add(kind)
                 checkout.checkout(checkout.fetch())
             except GitSyncError as exc:
                 say(f"[WARN] Could not update the {kind.value} job repository: {exc}; using the copy on disk")

@@ -172,3 +172,22 @@ def test_log_level_applies_to_hotreloads_own_lines(tmp_path, remote: GitRemote, 
         assert "[DEBUG]" not in log
         assert "[INFO]" not in log, [line for line in log.splitlines() if "[INFO]" in line][:3]
         assert "[PRE-DEPLOY] migrating" in log, "job output is never filtered"
+
+
+def test_a_restart_clears_the_lock_a_git_killed_with_the_last_poller_left(
+    tmp_path, remote: GitRemote, stack_factory
+):
+    first = remote.commit(JOBS)
+    env = job_env(tmp_path)
+    stack = stack_factory(remote, **env)
+    wait_until(lambda: kinds_for(tmp_path, "post", first), 60, what="the first deploy")
+    stack.stop()
+    # What `git checkout` leaves when honcho's SIGTERM reaches it with the poller mid-restore.
+    workspace = Path(stack.env["WORKSPACE_PATH"])
+    (workspace / ".git" / "refs" / "heads" / "main.lock").write_text(first + "\n")
+
+    again = stack_factory(remote, WORKSPACE_PATH=str(workspace), **env)
+    again.wait_for_log("Removed ", 30)
+    second = remote.commit()
+    wait_until(lambda: kinds_for(tmp_path, "post", second), 30, what="the next commit after the restart")
+    assert "cannot lock ref" not in again.log()
