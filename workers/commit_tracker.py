@@ -29,13 +29,6 @@ def _text(value: Any) -> str | None:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _duration(summary: dict[str, Any]) -> float | None:
-    try:
-        return float(summary["duration"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 @dataclass(frozen=True)
 class RetryState:
     """A commit whose PRE_DEPLOY failed: how often, when last, and why."""

@@ -44,18 +44,23 @@ def apps(tmp_path: Path) -> list[str]:
     return [m[2] for m in kinds_for(tmp_path, "app")]
 
 
+def deployed_then_stopped(tmp_path: Path, remote: GitRemote, stack_factory) -> tuple[str, dict[str, str]]:
+    """A stack deployed a first commit and stopped; the environment restarts it on the same workspace."""
+    first = remote.commit(JOBS)
+    stack = stack_factory(remote, **job_env(tmp_path))
+    wait_until(lambda: kinds_for(tmp_path, "post", first), 60, what="the first deploy")
+    stack.stop()
+    return first, {**job_env(tmp_path), "WORKSPACE_PATH": stack.env["WORKSPACE_PATH"]}
+
+
 def test_restart_with_the_git_host_down_starts_on_the_deployed_commit(
     tmp_path, remote: GitRemote, stack_factory
 ):
-    first = remote.commit(JOBS)
-    env = job_env(tmp_path)
-    stack = stack_factory(remote, **env)
-    wait_until(lambda: kinds_for(tmp_path, "post", first), 60, what="the first deploy")
-    stack.stop()
+    first, env = deployed_then_stopped(tmp_path, remote, stack_factory)
 
     gone = remote.bare.with_name("app.git.down")
     remote.bare.rename(gone)  # the git host is unreachable while the container restarts
-    again = stack_factory(remote, WORKSPACE_PATH=stack.env["WORKSPACE_PATH"], **env)
+    again = stack_factory(remote, **env)
     wait_until(
         lambda: apps(tmp_path).count(first) == 2, 30, what="the app to start again on the deployed commit"
     )
@@ -76,14 +81,10 @@ def test_restart_with_the_git_host_down_starts_on_the_deployed_commit(
 def test_restart_on_a_broken_head_starts_on_the_good_commit_and_retries_the_head(
     tmp_path, remote: GitRemote, stack_factory
 ):
-    good = remote.commit(JOBS)
-    env = job_env(tmp_path)
-    stack = stack_factory(remote, **env)
-    wait_until(lambda: kinds_for(tmp_path, "post", good), 60, what="the good commit's deploy")
-    stack.stop()
+    good, env = deployed_then_stopped(tmp_path, remote, stack_factory)
 
     broken = remote.commit(FAILING_PRE)  # pushed while the container was down
-    again = stack_factory(remote, WORKSPACE_PATH=stack.env["WORKSPACE_PATH"], **env)
+    again = stack_factory(remote, **env)
     again.wait_for_log(f"PRE_DEPLOY job for commit {broken[:7]} failed with exit code 4", 60)
     wait_until(lambda: apps(tmp_path).count(good) == 2, 30, what="the app to start on the good commit")
     again.wait_for_log(f"PRE_DEPLOY job for commit {broken[:7]} failed with exit code 4", 60, count=2)
@@ -177,16 +178,12 @@ def test_log_level_applies_to_hotreloads_own_lines(tmp_path, remote: GitRemote, 
 def test_a_restart_clears_the_lock_a_git_killed_with_the_last_poller_left(
     tmp_path, remote: GitRemote, stack_factory
 ):
-    first = remote.commit(JOBS)
-    env = job_env(tmp_path)
-    stack = stack_factory(remote, **env)
-    wait_until(lambda: kinds_for(tmp_path, "post", first), 60, what="the first deploy")
-    stack.stop()
+    first, env = deployed_then_stopped(tmp_path, remote, stack_factory)
     # What `git checkout` leaves when honcho's SIGTERM reaches it with the poller mid-restore.
-    workspace = Path(stack.env["WORKSPACE_PATH"])
+    workspace = Path(env["WORKSPACE_PATH"])
     (workspace / ".git" / "refs" / "heads" / "main.lock").write_text(first + "\n")
 
-    again = stack_factory(remote, WORKSPACE_PATH=str(workspace), **env)
+    again = stack_factory(remote, **env)
     again.wait_for_log("Removed ", 30)
     second = remote.commit()
     wait_until(lambda: kinds_for(tmp_path, "post", second), 30, what="the next commit after the restart")
