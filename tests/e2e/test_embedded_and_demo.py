@@ -90,8 +90,12 @@ def test_without_redis_url_the_procfile_runs_a_private_redis(tmp_path, remote, s
         "no redis-server on the port"
     )
     client = redis.Redis(host="127.0.0.1", port=int(port), decode_responses=True)
-    processed = [client.get(k) for k in client.scan_iter("hotreload:*:instance:test:processed")]
-    assert processed == [sha], "the deploy state is not in the private redis-server"
+
+    def processed() -> list[str | None]:
+        return [client.get(k) for k in client.scan_iter("hotreload:*:instance:test:processed")]
+
+    # The job's line is written before its outcome is recorded: wait for the record.
+    wait_until(lambda: processed() == [sha], 10, what="the deploy state in the private redis-server")
     stack.stop()
     assert not answers(port), "the private redis-server outlived the stack"
     assert not tagged_processes(tag)
